@@ -1,0 +1,63 @@
+//! Per-request context: the request id (correlation id) and the URL reported in `meta.url`.
+
+use axum::{
+    extract::{Request, State},
+    http::HeaderValue,
+    middleware::Next,
+    response::Response,
+};
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// The request id and URL of the request being served.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// From the client's `x-request-id` when it is sane, otherwise generated.
+    pub request_id: String,
+    /// `PUBLIC_BASE_URL` + path and query.
+    pub url: String,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+/// The context of the request being served; a generated one outside a request.
+pub fn current() -> RequestContext {
+    CURRENT
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| RequestContext {
+            request_id: Uuid::new_v4().to_string(),
+            url: String::new(),
+        })
+}
+
+/// The client's request id when it is 1–200 visible ASCII characters.
+fn client_request_id(request: &Request) -> Option<String> {
+    let value = request.headers().get("x-request-id")?.to_str().ok()?;
+    let sane =
+        !value.is_empty() && value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic());
+    sane.then(|| value.to_owned())
+}
+
+/// Middleware: establishes the [`RequestContext`] for the handler and echoes `x-request-id`.
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = client_request_id(&request).unwrap_or_else(|| Uuid::new_v4().to_string());
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        url: format!("{}{path}", state.base_url),
+    };
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    let mut response = CURRENT
+        .scope(
+            ctx,
+            tracing::Instrument::instrument(next.run(request), span),
+        )
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,135 @@
+//! The api's error and its one mapping to HTTP: the eHealth error shape.
+//!
+//! `{"meta":{…},"error":{"type":"validation_failed","message":…,"invalid":[…]}}`. Internal details are logged
+//! here, once, and never sent to clients.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use ehealth_domain::{rejection::error_object, InvalidEntry, Rejection};
+use ehealth_infra::{amqp::AmqpError, jobs::SubmitError, StoreError};
+use serde_json::{json, Value};
+
+use crate::envelope;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: missing, unknown or expired credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// 403/404/409/422 decided by a rule (the domain's or the api's own).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// 404 for an unknown route.
+    #[error("route not found")]
+    RouteNotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 415: the body is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 500: the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// 500: the broker failed where the api could not defer to the relay.
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::IdempotencyKeyReused => ApiError::Rejected(Rejection::invalid(
+                "$.headers.idempotency-key",
+                "unique",
+                "Idempotency-Key was already used with a different request",
+            )),
+            SubmitError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
+impl ApiError {
+    /// 403 with the given message.
+    pub fn forbidden(message: &str) -> Self {
+        ApiError::Rejected(Rejection::forbidden(message))
+    }
+
+    /// 404 with the given message.
+    pub fn not_found(message: &str) -> Self {
+        ApiError::Rejected(Rejection::not_found(message))
+    }
+
+    /// 409 with the given message.
+    pub fn conflict(message: &str) -> Self {
+        ApiError::Rejected(Rejection::conflict(message))
+    }
+
+    /// 422 on one entry.
+    pub fn invalid(entry: &str, rule: &str, description: &str) -> Self {
+        ApiError::Rejected(Rejection::invalid(entry, rule, description))
+    }
+
+    fn status_and_body(&self) -> (StatusCode, Value) {
+        match self {
+            ApiError::Unauthorized(message) => {
+                (StatusCode::UNAUTHORIZED, error_body(401, message, &[]))
+            }
+            ApiError::Rejected(r) => {
+                let status =
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+                (status, error_body(r.status, &r.message, &r.invalid))
+            }
+            ApiError::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                error_body(404, "Route not found", &[]),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                error_body(405, "Method not allowed", &[]),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error_body(
+                    415,
+                    "Invalid Content-Type header, expected application/json",
+                    &[],
+                ),
+            ),
+            ApiError::Store(_) | ApiError::Amqp(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(500, "Internal server error", &[]),
+            ),
+        }
+    }
+}
+
+/// The eHealth `error` object for a status, message and invalid entries.
+pub fn error_body(status: u16, message: &str, invalid: &[InvalidEntry]) -> Value {
+    error_object(status, message, invalid)
+}
+
+/// A response carrying an eHealth `error` object.
+pub fn error_response(status: StatusCode, error: Value) -> Response {
+    (
+        status,
+        Json(json!({ "meta": envelope::meta(status, "object"), "error": error })),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %self, "request rejected");
+        }
+        error_response(status, body)
+    }
+}

@@ -1,0 +1,17 @@
+//! `ehealth-api`: the HTTP api. Reads its configuration from the environment (see README.md).
+
+use ehealth_api::Application;
+use ehealth_infra::{db, signal::shutdown_signal, telemetry, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(&config.log_format);
+    db::create_database_if_missing(&config.database_url).await?;
+    db::migrate(&config.database_url).await?;
+    Application::build(config)
+        .await?
+        .run_until(shutdown_signal())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `GET /Jobs/{id}` and `GET /api/jobs/{id}`: the eHealth async job pattern.
+//!
+//! pending → 200 with the job link and `Retry-After`; processed with a resource → 303 See Other to it;
+//! processed with data of its own → 200 with `response_data`; failed → 200 with the error. Only the legal
+//! entity that created a job may read it (404 to others). `ETag`/`If-None-Match` make polling cheap.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use ehealth_infra::{
+    jobs::{self, Job, JobStatus},
+    StoreError,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{auth::Caller, envelope, extract::PathId, intake::job_href, ApiError, AppState};
+
+/// The scope needed to read jobs.
+pub const SCOPE: &str = "job:read";
+/// Seconds a client should wait before polling a pending job again.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The job routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/Jobs/{id}", get(show))
+        .route("/api/jobs/{id}", get(show))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let principal = caller.authorize(SCOPE)?;
+    let client = state.pool.get().await.map_err(StoreError::from)?;
+    let job = jobs::get(&client, id)
+        .await?
+        .filter(|job| job.actor.legal_entity_id == principal.legal_entity_id)
+        .ok_or_else(|| ApiError::not_found("Job not found"))?;
+
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(
+            &Sha256::digest(format!("{}:{}", job.id, job.updated_at.timestamp_micros()))[..16]
+        )
+    );
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        render(&job)
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    if job.status == JobStatus::Pending {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    Ok(response)
+}
+
+/// The job's representation, by status.
+pub fn render(job: &Job) -> Response {
+    let status_code = job.status_code.unwrap_or(500);
+    match job.status {
+        JobStatus::Pending => envelope::object(
+            StatusCode::OK,
+            json!({
+                "status": "pending",
+                "eta": job.eta,
+                "links": [{ "entity": "job", "href": job_href(job.id) }],
+            }),
+        ),
+        JobStatus::Processed if !job.links.is_empty() => {
+            let mut response = envelope::object(
+                StatusCode::SEE_OTHER,
+                json!({ "status": "processed", "status_code": status_code, "eta": job.eta, "links": job.links }),
+            );
+            if let Ok(location) = HeaderValue::from_str(&job.links[0].href) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        JobStatus::Processed => envelope::object(
+            StatusCode::OK,
+            json!({
+                "status": "processed",
+                "status_code": status_code,
+                "eta": job.eta,
+                "response_data": job.response.clone().unwrap_or(Value::Null),
+            }),
+        ),
+        JobStatus::Failed | JobStatus::FailedWithError => envelope::object(
+            StatusCode::OK,
+            json!({
+                "status": job.status.as_str(),
+                "status_code": status_code,
+                "eta": job.eta,
+                "error": job.response.clone().unwrap_or(Value::Null),
+            }),
+        ),
+    }
+}

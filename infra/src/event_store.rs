@@ -1,0 +1,376 @@
+//! The append-only event store.
+//!
+//! A stream is one aggregate instance. [`load`] replays it; [`append`] writes new events in one round trip,
+//! bumping the `streams` row only where its version is still the one the writer read, so two writers that
+//! read the same version cannot both append ([`StoreError::Conflict`]). Every event carries
+//! `hash = SHA-256(prev_hash || canonical event)`, a per-stream chain that [`verify_chain`] checks.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use deadpool_postgres::GenericClient;
+use ehealth_domain::Aggregate;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{canonical, StoreError};
+
+/// Who and what caused an event; stored as the event's `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The job whose command produced the event.
+    pub causation_id: Option<Uuid>,
+    /// The request id of the HTTP request that submitted the command.
+    pub correlation_id: String,
+    /// The user who asked.
+    pub actor_user_id: Uuid,
+    /// The user's legal entity.
+    pub legal_entity_id: Uuid,
+    /// The token's client type.
+    pub client_type: String,
+}
+
+/// A stream as read: its folded state, version and the hash to chain the next event to.
+#[derive(Debug, Clone)]
+pub struct Loaded<A: Aggregate> {
+    /// The folded state.
+    pub state: A::State,
+    /// The version of the last event; 0 for a stream with no events.
+    pub version: i64,
+    /// The hash of the last event.
+    pub last_hash: Option<Vec<u8>>,
+    /// When the first event was recorded.
+    pub first_recorded_at: Option<DateTime<Utc>>,
+    /// When the last event was recorded.
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// One stored event, as auditors read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Global position (gap-free order of the feed).
+    pub position: i64,
+    /// The stream's aggregate type.
+    pub stream_type: String,
+    /// The stream.
+    pub stream_id: Uuid,
+    /// The event's version within its stream, from 1.
+    pub stream_version: i64,
+    /// The event's own id.
+    pub event_id: Uuid,
+    /// e.g. `released`.
+    pub event_type: String,
+    /// Version of the payload's schema.
+    pub schema_version: i32,
+    /// The payload.
+    pub data: Value,
+    /// See [`Metadata`].
+    pub metadata: Value,
+    /// When the event was appended.
+    pub recorded_at: DateTime<Utc>,
+    /// The previous event's hash (hex); null for the first event of a stream.
+    pub prev_hash: Option<String>,
+    /// This event's hash (hex).
+    pub hash: String,
+}
+
+const SELECT_STREAM: &str =
+    "SELECT position, stream_type, stream_id, stream_version, event_id, event_type, \
+     schema_version, data, metadata, recorded_at, prev_hash, hash FROM events WHERE stream_id = $1 \
+     ORDER BY stream_version";
+
+const APPEND_NEW_STREAM: &str = "WITH bump AS ( \
+       INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $2, $3, $4) \
+       ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id) \
+     INSERT INTO events (stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, \
+       metadata, recorded_at, prev_hash, hash) \
+     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $5, $6, e.prev_hash, e.hash \
+     FROM bump, unnest($7::bigint[], $8::uuid[], $9::text[], $10::jsonb[], $11::bytea[], $12::bytea[]) \
+       AS e(version, event_id, event_type, data, prev_hash, hash)";
+
+const APPEND_EXISTING_STREAM: &str = "WITH bump AS ( \
+       UPDATE streams SET version = $3, last_hash = $4, updated_at = now() \
+       WHERE stream_id = $1 AND stream_type = $2 AND version = $13 RETURNING stream_id) \
+     INSERT INTO events (stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, \
+       metadata, recorded_at, prev_hash, hash) \
+     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $5, $6, e.prev_hash, e.hash \
+     FROM bump, unnest($7::bigint[], $8::uuid[], $9::text[], $10::jsonb[], $11::bytea[], $12::bytea[]) \
+       AS e(version, event_id, event_type, data, prev_hash, hash)";
+
+/// Splits an aggregate event into its `event_type` and `data` (events are adjacently tagged).
+pub fn encode_event<A: Aggregate>(event: &A::Event) -> Result<(String, Value), StoreError> {
+    let mut value = serde_json::to_value(event)?;
+    let event_type = value
+        .get("event_type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| serde::ser::Error::custom("events must be tagged with event_type"))
+        .map_err(StoreError::Data)?;
+    let data = value
+        .as_object_mut()
+        .and_then(|o| o.remove("data"))
+        .unwrap_or(Value::Null);
+    Ok((event_type, data))
+}
+
+/// Rebuilds an aggregate event from its `event_type` and `data`.
+pub fn decode_event<A: Aggregate>(event_type: &str, data: &Value) -> Result<A::Event, StoreError> {
+    let tagged = if data.is_null() {
+        json!({ "event_type": event_type })
+    } else {
+        json!({ "event_type": event_type, "data": data })
+    };
+    Ok(serde_json::from_value(tagged)?)
+}
+
+/// The hash of one event: SHA-256 over the previous hash and the canonical JSON of the event.
+#[allow(clippy::too_many_arguments)]
+pub fn event_hash(
+    prev_hash: Option<&[u8]>,
+    stream_type: &str,
+    stream_id: Uuid,
+    stream_version: i64,
+    event_id: Uuid,
+    event_type: &str,
+    data: &Value,
+    metadata: &Value,
+    recorded_at: DateTime<Utc>,
+) -> Vec<u8> {
+    let canonical_event = canonical::to_string(&json!({
+        "stream_type": stream_type,
+        "stream_id": stream_id,
+        "stream_version": stream_version,
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": 1,
+        "data": data,
+        "metadata": metadata,
+        "recorded_at": recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+    }));
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.unwrap_or_default());
+    hasher.update(canonical_event.as_bytes());
+    hasher.finalize().to_vec()
+}
+
+fn row_to_stored(row: &tokio_postgres::Row) -> StoredEvent {
+    let prev_hash: Option<Vec<u8>> = row.get("prev_hash");
+    let hash: Vec<u8> = row.get("hash");
+    StoredEvent {
+        position: row.get("position"),
+        stream_type: row.get("stream_type"),
+        stream_id: row.get("stream_id"),
+        stream_version: row.get("stream_version"),
+        event_id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        schema_version: row.get("schema_version"),
+        data: row.get("data"),
+        metadata: row.get("metadata"),
+        recorded_at: row.get("recorded_at"),
+        prev_hash: prev_hash.map(hex::encode),
+        hash: hex::encode(hash),
+    }
+}
+
+/// Reads every event of one stream, oldest first.
+pub async fn read_stream(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let statement = client.prepare_cached(SELECT_STREAM).await?;
+    let rows = client.query(&statement, &[&stream_id]).await?;
+    Ok(rows.iter().map(row_to_stored).collect())
+}
+
+/// Replays a stream into the aggregate's state.
+pub async fn load<A: Aggregate>(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<Loaded<A>, StoreError> {
+    let events = read_stream(client, stream_id).await?;
+    fold_stored::<A>(&events)
+}
+
+/// Folds already-read stored events into a [`Loaded`] state.
+pub fn fold_stored<A: Aggregate>(events: &[StoredEvent]) -> Result<Loaded<A>, StoreError> {
+    let mut state = A::State::default();
+    for stored in events {
+        state = A::apply(state, &decode_event::<A>(&stored.event_type, &stored.data)?);
+    }
+    let last = events.last();
+    Ok(Loaded {
+        state,
+        version: last.map_or(0, |e| e.stream_version),
+        last_hash: last
+            .map(|e| hex::decode(&e.hash))
+            .transpose()
+            .map_err(|e| {
+                StoreError::Data(serde::de::Error::custom(format!(
+                    "stored hash is not hex: {e}"
+                )))
+            })?,
+        first_recorded_at: events.first().map(|e| e.recorded_at),
+        last_recorded_at: last.map(|e| e.recorded_at),
+    })
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The stream's version after the append.
+    pub version: i64,
+    /// The hash of the last appended event.
+    pub last_hash: Vec<u8>,
+    /// The timestamp recorded with the events.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Appends `events` to `stream_id`, expecting the stream to be exactly as `loaded` saw it. Runs inside the
+/// caller's transaction so that projections and the job are written atomically with the events.
+pub async fn append<A: Aggregate>(
+    tx: &impl GenericClient,
+    stream_id: Uuid,
+    loaded: &Loaded<A>,
+    events: &[A::Event],
+    metadata: &Metadata,
+) -> Result<Appended, StoreError> {
+    // Microsecond precision: what Postgres stores, so the hash can be recomputed from the row.
+    let now = Utc::now();
+    let recorded_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let metadata = serde_json::to_value(metadata)?;
+
+    let mut prev = loaded.last_hash.clone();
+    let (mut versions, mut ids, mut types, mut datas, mut prevs, mut hashes) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, event) in events.iter().enumerate() {
+        let version = loaded.version + 1 + i as i64;
+        let event_id = Uuid::new_v4();
+        let (event_type, data) = encode_event::<A>(event)?;
+        let hash = event_hash(
+            prev.as_deref(),
+            A::STREAM_TYPE,
+            stream_id,
+            version,
+            event_id,
+            &event_type,
+            &data,
+            &metadata,
+            recorded_at,
+        );
+        versions.push(version);
+        ids.push(event_id);
+        types.push(event_type);
+        datas.push(data);
+        prevs.push(prev.clone());
+        hashes.push(hash.clone());
+        prev = Some(hash);
+    }
+    let Some(last_hash) = prev.filter(|_| !events.is_empty()) else {
+        return Ok(Appended {
+            version: loaded.version,
+            last_hash: loaded.last_hash.clone().unwrap_or_default(),
+            recorded_at,
+        });
+    };
+    let new_version = loaded.version + events.len() as i64;
+
+    let sql = if loaded.version == 0 {
+        APPEND_NEW_STREAM
+    } else {
+        APPEND_EXISTING_STREAM
+    };
+    let statement = tx.prepare_cached(sql).await?;
+    let stream_type = A::STREAM_TYPE.to_owned();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &stream_id,
+        &stream_type,
+        &new_version,
+        &last_hash,
+        &metadata,
+        &recorded_at,
+        &versions,
+        &ids,
+        &types,
+        &datas,
+        &prevs,
+        &hashes,
+    ];
+    if loaded.version != 0 {
+        params.push(&loaded.version);
+    }
+    let inserted = match tx.execute(&statement, &params).await {
+        Ok(n) => n,
+        // The unique (stream_id, stream_version) backstop.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if inserted as usize != events.len() {
+        return Err(StoreError::Conflict {
+            stream_id,
+            expected: loaded.version,
+        });
+    }
+    Ok(Appended {
+        version: new_version,
+        last_hash,
+        recorded_at,
+    })
+}
+
+/// Recomputes every hash of a stream; `Ok(true)` when the chain links from the first event to the last
+/// and matches the `streams` row.
+pub async fn verify_chain(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<bool, StoreError> {
+    let events = read_stream(client, stream_id).await?;
+    let mut prev: Option<String> = None;
+    for e in &events {
+        if e.prev_hash != prev {
+            return Ok(false);
+        }
+        let prev_bytes = prev.as_deref().map(hex::decode).transpose().ok().flatten();
+        let expected = event_hash(
+            prev_bytes.as_deref(),
+            &e.stream_type,
+            e.stream_id,
+            e.stream_version,
+            e.event_id,
+            &e.event_type,
+            &e.data,
+            &e.metadata,
+            e.recorded_at,
+        );
+        if hex::encode(expected) != e.hash {
+            return Ok(false);
+        }
+        prev = Some(e.hash.clone());
+    }
+    let head = client
+        .query_opt(
+            "SELECT last_hash FROM streams WHERE stream_id = $1",
+            &[&stream_id],
+        )
+        .await?;
+    Ok(match head {
+        Some(row) => prev == Some(hex::encode(row.get::<_, Vec<u8>>(0))),
+        None => events.is_empty(),
+    })
+}
+
+const SELECT_FEED: &str = "SELECT position, stream_type, stream_id, stream_version, event_id, event_type, \
+     schema_version, data, metadata, recorded_at, prev_hash, hash FROM events \
+     WHERE position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY position LIMIT $2";
+
+/// The global feed after `after_position`, at most `limit` events. Serves only events of transactions older
+/// than the oldest transaction still running, so a reader that tails by position never skips an event whose
+/// position committed late.
+pub async fn read_feed(
+    client: &impl GenericClient,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let statement = client.prepare_cached(SELECT_FEED).await?;
+    let rows = client.query(&statement, &[&after_position, &limit]).await?;
+    Ok(rows.iter().map(row_to_stored).collect())
+}

@@ -1,0 +1,409 @@
+//! Jobs: the durable record of an asynchronous command, from intake (`pending`) to its outcome.
+//!
+//! [`submit`] writes the job and its outbox row in one transaction (the intake). An identical command of the
+//! same legal entity while one is pending returns that job; an `Idempotency-Key` makes it explicit for 24 h.
+//! The worker [`lock`]s the job in its own transaction and [`finish`]es it there, atomically with the events.
+
+use chrono::{DateTime, Duration, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use ehealth_domain::Actor;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{outbox, StoreError};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Accepted, not yet decided.
+    Pending,
+    /// Done; `status_code` and `response` hold the result.
+    Processed,
+    /// Rejected by a domain rule (404/409/422…); `response` holds the eHealth error.
+    Failed,
+    /// Ended by an unexpected fault (500).
+    FailedWithError,
+}
+
+impl JobStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Processed => "processed",
+            JobStatus::Failed => "failed",
+            JobStatus::FailedWithError => "failed_with_error",
+        }
+    }
+
+    fn parse(value: &str) -> Self {
+        match value {
+            "processed" => JobStatus::Processed,
+            "failed" => JobStatus::Failed,
+            "failed_with_error" => JobStatus::FailedWithError,
+            _ => JobStatus::Pending,
+        }
+    }
+}
+
+/// A link from a job to the resource it affected: `{"entity":"service_request","href":"/api/…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The resource type.
+    pub entity: String,
+    /// Its path.
+    pub href: String,
+}
+
+/// A job row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    /// The job id, used in `/Jobs/{id}`.
+    pub id: Uuid,
+    /// e.g. `service_request.release`.
+    pub job_type: String,
+    /// See [`JobStatus`].
+    pub status: JobStatus,
+    /// The HTTP status the command would have answered synchronously, once finished.
+    pub status_code: Option<i32>,
+    /// The body the command would have answered: the resource, or the eHealth `error` object.
+    pub response: Option<Value>,
+    /// Links to the affected resource.
+    pub links: Vec<Link>,
+    /// The aggregate type the command addresses.
+    pub stream_type: String,
+    /// The aggregate instance the command addresses.
+    pub stream_id: Uuid,
+    /// The command, as the domain serializes it.
+    pub command: Value,
+    /// Who submitted it.
+    pub actor: Actor,
+    /// Request id of the submitting HTTP request.
+    pub request_id: String,
+    /// How many times a worker started it.
+    pub attempts: i32,
+    /// When the client may expect it done.
+    pub eta: DateTime<Utc>,
+    /// When it was accepted.
+    pub inserted_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    command_hash: String,
+}
+
+const COLUMNS: &str = "id, type, status, status_code, response, links, stream_type, stream_id, command, actor, \
+     request_id, attempts, eta, inserted_at, updated_at, finished_at, command_hash, idempotency_key";
+
+fn from_row(row: &tokio_postgres::Row) -> Result<Job, StoreError> {
+    let status: String = row.get("status");
+    Ok(Job {
+        id: row.get("id"),
+        job_type: row.get("type"),
+        status: JobStatus::parse(&status),
+        status_code: row.get("status_code"),
+        response: row.get("response"),
+        links: serde_json::from_value(row.get("links"))?,
+        stream_type: row.get("stream_type"),
+        stream_id: row.get("stream_id"),
+        command: row.get("command"),
+        actor: serde_json::from_value(row.get("actor"))?,
+        request_id: row.get("request_id"),
+        attempts: row.get("attempts"),
+        eta: row.get("eta"),
+        inserted_at: row.get("inserted_at"),
+        updated_at: row.get("updated_at"),
+        finished_at: row.get("finished_at"),
+        command_hash: row.get("command_hash"),
+    })
+}
+
+/// A command to accept as a job.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// e.g. `service_request.release`.
+    pub job_type: String,
+    /// The aggregate type.
+    pub stream_type: String,
+    /// The aggregate instance.
+    pub stream_id: Uuid,
+    /// The serialized domain command.
+    pub command: Value,
+    /// Who asks.
+    pub actor: Actor,
+    /// The request id (correlation id).
+    pub request_id: String,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    fn command_hash(&self) -> String {
+        let canonical = crate::canonical::to_string(&json!({
+            "type": self.job_type,
+            "stream_type": self.stream_type,
+            "stream_id": self.stream_id,
+            "command": self.command,
+            "actor": self.actor,
+        }));
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// What intake did with a command.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new job was accepted; its command message must be published (see [`outbox`]).
+    Created(Job, outbox::OutboxMessage),
+    /// An identical command (or the same `Idempotency-Key`) already has this job.
+    Existing(Job),
+}
+
+/// Why intake refused a command.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The `Idempotency-Key` was used in the last 24 h for a different command.
+    #[error("Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long an `Idempotency-Key` binds its command.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+/// The eta promised to clients: jobs are normally done within seconds.
+pub const ETA_SECONDS: i64 = 5;
+/// Stored error bodies are kept below this size.
+pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+
+/// Accepts a command: writes the job and its outbox row in one transaction.
+pub async fn submit(pool: &Pool, new: NewJob) -> Result<Submitted, SubmitError> {
+    // A concurrent identical submission can hit a unique index between our check and our insert; the
+    // second attempt then finds the winner's job.
+    match try_submit(pool, &new).await {
+        Err(SubmitError::Store(e)) if e.is_unique_violation() => try_submit(pool, &new).await,
+        other => other,
+    }
+}
+
+async fn try_submit(pool: &Pool, new: &NewJob) -> Result<Submitted, SubmitError> {
+    let mut client = pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let owner = new.actor.legal_entity_id;
+    let hash = new.command_hash();
+
+    if let Some(key) = &new.idempotency_key {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND idempotency_key = $2"
+        );
+        if let Some(row) = tx
+            .query_opt(&sql, &[&owner, key])
+            .await
+            .map_err(StoreError::from)?
+        {
+            let job = from_row(&row)?;
+            if job.inserted_at > Utc::now() - Duration::hours(IDEMPOTENCY_WINDOW_HOURS) {
+                return if job.command_hash == hash {
+                    Ok(Submitted::Existing(job))
+                } else {
+                    Err(SubmitError::IdempotencyKeyReused)
+                };
+            }
+            tx.execute(
+                "UPDATE jobs SET idempotency_key = NULL WHERE id = $1",
+                &[&job.id],
+            )
+            .await
+            .map_err(StoreError::from)?;
+        }
+    }
+
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND command_hash = $2 AND status = 'pending'"
+    );
+    if let Some(row) = tx
+        .query_opt(&sql, &[&owner, &hash])
+        .await
+        .map_err(StoreError::from)?
+    {
+        return Ok(Submitted::Existing(from_row(&row)?));
+    }
+
+    let id = Uuid::new_v4();
+    let eta = Utc::now() + Duration::seconds(ETA_SECONDS);
+    let actor = serde_json::to_value(&new.actor).map_err(StoreError::from)?;
+    let sql = format!(
+        "INSERT INTO jobs (id, type, stream_type, stream_id, command, actor, owner_legal_entity_id, command_hash, \
+         idempotency_key, request_id, eta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &id,
+                &new.job_type,
+                &new.stream_type,
+                &new.stream_id,
+                &new.command,
+                &actor,
+                &owner,
+                &hash,
+                &new.idempotency_key,
+                &new.request_id,
+                &eta,
+            ],
+        )
+        .await
+        .map_err(StoreError::from)?;
+    let job = from_row(&row)?;
+    let message = outbox::insert(
+        &tx,
+        outbox::COMMANDS,
+        outbox::COMMAND_ROUTING_KEY,
+        &json!({ "job_id": id }),
+        id,
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Submitted::Created(job, message))
+}
+
+/// Reads a job.
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Locks a job for the rest of the caller's transaction and counts the attempt, so that two deliveries of
+/// one message cannot both process it. `None` for an unknown id.
+pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET attempts = attempts + 1, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// The outcome of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `processed`, `failed` or `failed_with_error`.
+    pub status: JobStatus,
+    /// The HTTP status the command would have answered.
+    pub status_code: u16,
+    /// The resource, or the eHealth `error` object.
+    pub response: Value,
+    /// Links to the affected resource.
+    pub links: Vec<Link>,
+}
+
+/// Finishes a job with its outcome. Error bodies are capped at [`MAX_ERROR_BODY_BYTES`].
+pub async fn finish(
+    client: &impl GenericClient,
+    id: Uuid,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
+    let response = if outcome.status == JobStatus::Processed {
+        outcome.response.clone()
+    } else {
+        cap_error_body(outcome.response.clone(), MAX_ERROR_BODY_BYTES)
+    };
+    let links = serde_json::to_value(&outcome.links)?;
+    let statement = client
+        .prepare_cached(
+            "UPDATE jobs SET status = $2, status_code = $3, response = $4, links = $5, updated_at = now(), \
+             finished_at = now() WHERE id = $1 AND status = 'pending'",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &id,
+                &outcome.status.as_str(),
+                &i32::from(outcome.status_code),
+                &response,
+                &links,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes finished jobs older than `ttl_days`. Their events stay forever.
+pub async fn purge_finished(client: &impl GenericClient, ttl_days: i64) -> Result<u64, StoreError> {
+    let cutoff = Utc::now() - Duration::days(ttl_days);
+    Ok(client
+        .execute("DELETE FROM jobs WHERE finished_at < $1", &[&cutoff])
+        .await?)
+}
+
+/// Shortens an eHealth error body to at most `max` bytes of JSON: `rules[].params` are dropped first, then
+/// `invalid` entries from the end.
+pub fn cap_error_body(mut body: Value, max: usize) -> Value {
+    let size = |v: &Value| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size(&body) <= max {
+        return body;
+    }
+    if let Some(invalid) = body.get_mut("invalid").and_then(Value::as_array_mut) {
+        for entry in invalid.iter_mut() {
+            if let Some(rules) = entry.get_mut("rules").and_then(Value::as_array_mut) {
+                for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                    rule.remove("params");
+                }
+            }
+        }
+    }
+    while size(&body) > max {
+        match body.get_mut("invalid").and_then(Value::as_array_mut) {
+            Some(invalid) if !invalid.is_empty() => {
+                invalid.pop();
+            }
+            _ => break,
+        }
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_error_body;
+    use serde_json::json;
+
+    #[test]
+    fn capping_drops_params_before_entries() {
+        let entry = |i: usize| {
+            json!({"entry": format!("$.f{i}"), "entry_type": "json_data_property",
+                   "rules": [{"rule": "invalid", "description": "d", "params": ["x".repeat(50)]}]})
+        };
+        let body = json!({"type": "validation_failed", "message": "m", "invalid": (0..4).map(entry).collect::<Vec<_>>()});
+        let capped = cap_error_body(body.clone(), 500);
+        let invalid = capped["invalid"]
+            .as_array()
+            .expect("invalid stays an array");
+        assert_eq!(invalid.len(), 4, "params alone make it fit");
+        assert!(invalid
+            .iter()
+            .all(|e| e["rules"][0].get("params").is_none()));
+        let tighter = cap_error_body(body, 250);
+        assert!(tighter["invalid"].as_array().expect("array").len() < 4);
+        assert_eq!(tighter["type"], "validation_failed");
+    }
+}

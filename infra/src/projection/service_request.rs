@@ -1,0 +1,218 @@
+//! The `service_requests` read model.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
+use ehealth_domain::service_request::{ServiceRequestAggregate, State};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{reference, Projection};
+use crate::StoreError;
+
+const UPSERT: &str = "INSERT INTO service_requests (id, patient_id, category, code, program_id, \
+     expiration_date, status, program_processing_status, status_reason, requester_legal_entity_id, \
+     requester_user_id, used_by_legal_entity_id, used_by_employee_id, version, inserted_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     ON CONFLICT (id) DO UPDATE SET patient_id = EXCLUDED.patient_id, category = EXCLUDED.category, \
+     code = EXCLUDED.code, program_id = EXCLUDED.program_id, expiration_date = EXCLUDED.expiration_date, \
+     status = EXCLUDED.status, program_processing_status = EXCLUDED.program_processing_status, \
+     status_reason = EXCLUDED.status_reason, requester_legal_entity_id = EXCLUDED.requester_legal_entity_id, \
+     requester_user_id = EXCLUDED.requester_user_id, used_by_legal_entity_id = EXCLUDED.used_by_legal_entity_id, \
+     used_by_employee_id = EXCLUDED.used_by_employee_id, version = EXCLUDED.version, \
+     inserted_at = EXCLUDED.inserted_at, updated_at = EXCLUDED.updated_at";
+
+const COLUMNS: &str = "id, patient_id, category, code, program_id, expiration_date, status, \
+     program_processing_status, status_reason, requester_legal_entity_id, requester_user_id, \
+     used_by_legal_entity_id, used_by_employee_id, version, inserted_at, updated_at";
+
+/// One row of the read model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRequestRow {
+    /// Id.
+    pub id: Uuid,
+    /// The patient.
+    pub patient_id: Uuid,
+    /// Category code.
+    pub category: String,
+    /// Service code.
+    pub code: String,
+    /// Medical program.
+    pub program_id: Option<Uuid>,
+    /// Last day it may be used.
+    pub expiration_date: Option<NaiveDate>,
+    /// `active`, `in_progress`, `completed`, `recalled`, `entered_in_error`.
+    pub status: String,
+    /// `new`, `in_queue`, `in_progress`, `completed`.
+    pub program_processing_status: Option<String>,
+    /// Why it was recalled or cancelled.
+    pub status_reason: Option<String>,
+    /// The legal entity that created it.
+    pub requester_legal_entity_id: Uuid,
+    /// The user who created it.
+    pub requester_user_id: Uuid,
+    /// The legal entity that uses it.
+    pub used_by_legal_entity_id: Option<Uuid>,
+    /// The employee who uses it.
+    pub used_by_employee_id: Option<Uuid>,
+    /// Stream version.
+    pub version: i64,
+    /// First event.
+    pub inserted_at: DateTime<Utc>,
+    /// Last event.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ServiceRequestRow {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            patient_id: row.get("patient_id"),
+            category: row.get("category"),
+            code: row.get("code"),
+            program_id: row.get("program_id"),
+            expiration_date: row.get("expiration_date"),
+            status: row.get("status"),
+            program_processing_status: row.get("program_processing_status"),
+            status_reason: row.get("status_reason"),
+            requester_legal_entity_id: row.get("requester_legal_entity_id"),
+            requester_user_id: row.get("requester_user_id"),
+            used_by_legal_entity_id: row.get("used_by_legal_entity_id"),
+            used_by_employee_id: row.get("used_by_employee_id"),
+            version: row.get("version"),
+            inserted_at: row.get("inserted_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+
+    /// Whether a caller of `legal_entity_id` may read it (NHS is decided by the caller).
+    pub fn visible_to(&self, legal_entity_id: Uuid) -> bool {
+        self.requester_legal_entity_id == legal_entity_id
+            || self.used_by_legal_entity_id == Some(legal_entity_id)
+    }
+
+    /// The api's JSON view, with eHealth references.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "category": self.category,
+            "code": self.code,
+            "subject": reference("patient", self.patient_id),
+            "program": self.program_id.map(|id| reference("medical_program", id)),
+            "program_processing_status": self.program_processing_status,
+            "expiration_date": self.expiration_date,
+            "requester_legal_entity": reference("legal_entity", self.requester_legal_entity_id),
+            "requester_employee": reference("employee", self.requester_user_id),
+            "used_by_legal_entity": self.used_by_legal_entity_id.map(|id| reference("legal_entity", id)),
+            "used_by_employee": self.used_by_employee_id.map(|id| reference("employee", id)),
+            "inserted_at": self.inserted_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// Reads one service request.
+pub async fn get(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ServiceRequestRow>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM service_requests WHERE id = $1"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(ServiceRequestRow::from_row))
+}
+
+/// One page of a patient's service requests visible to `visible_to` (`None`: all, for NHS), newest first,
+/// with the total count.
+pub async fn list_by_patient(
+    client: &impl GenericClient,
+    patient_id: Uuid,
+    visible_to: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ServiceRequestRow>, i64), StoreError> {
+    let filter = "patient_id = $1 AND ($2::uuid IS NULL OR requester_legal_entity_id = $2 \
+                  OR used_by_legal_entity_id = $2)";
+    let count = client
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM service_requests WHERE {filter}"
+        ))
+        .await?;
+    let total: i64 = client
+        .query_one(&count, &[&patient_id, &visible_to])
+        .await?
+        .get(0);
+    let page = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM service_requests WHERE {filter} ORDER BY inserted_at DESC, id LIMIT $3 OFFSET $4"
+        ))
+        .await?;
+    let rows = client
+        .query(&page, &[&patient_id, &visible_to, &limit, &offset])
+        .await?;
+    Ok((
+        rows.iter().map(ServiceRequestRow::from_row).collect(),
+        total,
+    ))
+}
+
+impl Projection for ServiceRequestAggregate {
+    const ENTITY: &'static str = "service_request";
+    const TABLES: &'static [&'static str] = &["service_requests"];
+
+    fn href(id: Uuid) -> String {
+        format!("/api/service_requests/{id}")
+    }
+
+    fn status(state: &State) -> Option<&'static str> {
+        state.0.as_ref().map(|sr| sr.status.as_str())
+    }
+
+    async fn project(
+        tx: &impl GenericClient,
+        id: Uuid,
+        state: &State,
+        version: i64,
+        inserted_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(sr) = state.0.as_ref() else {
+            return Ok(());
+        };
+        let statement = tx.prepare_cached(UPSERT).await?;
+        tx.execute(
+            &statement,
+            &[
+                &id,
+                &sr.patient_id,
+                &sr.category,
+                &sr.code,
+                &sr.program_id,
+                &sr.expiration_date,
+                &sr.status.as_str(),
+                &sr.program_processing_status.map(|s| s.as_str()),
+                &sr.status_reason,
+                &sr.requester_legal_entity_id,
+                &sr.requester_user_id,
+                &sr.used_by_legal_entity_id,
+                &sr.used_by_employee_id,
+                &version,
+                &inserted_at,
+                &updated_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn view(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, StoreError> {
+        Ok(get(client, id).await?.map(|row| row.to_json()))
+    }
+}

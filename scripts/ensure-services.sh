@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and RabbitMQ answer on the addresses of DATABASE_URL / TEST_DATABASE_URL and
+# AMQP_URL. Local services that are down are started (and installed from Debian's packages if missing);
+# remote ones are only waited for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+pg_url=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+pg_host=$(url_host "$pg_url"); pg_port=$(url_port "$pg_url" 5432)
+mq_host=$(url_host "$amqp_url"); mq_port=$(url_port "$amqp_url" 5672)
+
+if ! tcp_open "${pg_host:-127.0.0.1}" "$pg_port"; then
+  if is_local "$pg_host"; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    say "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  wait_for_tcp "${pg_host:-127.0.0.1}" "$pg_port" 60 PostgreSQL
+fi
+
+if ! tcp_open "${mq_host:-127.0.0.1}" "$mq_port"; then
+  if is_local "$mq_host"; then
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    say "starting RabbitMQ"
+    rabbitmq-server -detached || true
+  fi
+  wait_for_tcp "${mq_host:-127.0.0.1}" "$mq_port" 90 RabbitMQ
+  if is_local "$mq_host" && command -v rabbitmqctl >/dev/null; then
+    rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+  fi
+fi
+say "PostgreSQL on ${pg_host:-127.0.0.1}:$pg_port and RabbitMQ on ${mq_host:-127.0.0.1}:$mq_port are up"

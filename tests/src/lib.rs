@@ -1,0 +1,246 @@
+//! Test harness for eHealth Jobs: every test gets its own database (cloned from a migrated template), its
+//! own RabbitMQ prefix, the api on port 0 and, when asked, the real worker — all in-process, against the real
+//! PostgreSQL and RabbitMQ. Everything a test created is removed when its [`TestApp`] is dropped.
+//!
+//! Environment: `TEST_DATABASE_URL` (an admin connection, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and `AMQP_URL`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod db;
+pub mod http;
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use ehealth_domain::ClientType;
+use ehealth_infra::{amqp, identity, Config};
+use tokio::{sync::oneshot, task::JoinHandle};
+use uuid::Uuid;
+
+pub use http::{Api, JobResult};
+
+/// Every scope the service knows, for callers that may do anything.
+pub const ALL_SCOPES: &str =
+    "service_request:write service_request:use service_request:read job:read";
+
+/// A running api (and optionally worker) over a fresh database and queue prefix.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// A pool on the test's database.
+    pub pool: Pool,
+    /// The configuration the api and worker run with.
+    pub config: Config,
+    /// A valid api-key.
+    pub api_key: String,
+    db_name: String,
+    api: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    worker: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// A legal entity with one user and a token.
+#[derive(Debug, Clone)]
+pub struct Party {
+    pub legal_entity_id: Uuid,
+    pub user_id: Uuid,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Starts the api and the worker.
+    pub async fn spawn() -> Self {
+        let mut app = Self::spawn_without_worker().await;
+        app.start_worker();
+        app
+    }
+
+    /// Starts the api only; commands stay pending until [`TestApp::start_worker`].
+    pub async fn spawn_without_worker() -> Self {
+        let db_name = db::create_test_database().await;
+        let config = Config {
+            database_url: db::database_url(&db_name),
+            amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| Config::default().amqp_url),
+            http_addr: "127.0.0.1:0".to_owned(),
+            queue_prefix: format!("test-{}", Uuid::new_v4().simple()),
+            retry_delay_ms: 200,
+            outbox_relay_interval_ms: 100,
+            db_pool_size: 8,
+            ..Config::default()
+        };
+        ehealth_infra::telemetry::init("text");
+        let pool = ehealth_infra::db::pool(&config.database_url, 4).unwrap();
+        let application = ehealth_api::Application::build(config.clone())
+            .await
+            .unwrap();
+        let address = format!("http://{}", application.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            application
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        let api_key = {
+            let client = pool.get().await.unwrap();
+            identity::issue_api_key(&client, "test MIS").await.unwrap()
+        };
+        Self {
+            address,
+            pool,
+            config,
+            api_key,
+            db_name,
+            api: Some((stop, handle)),
+            worker: None,
+        }
+    }
+
+    /// Starts the worker (consumer + outbox relay).
+    pub fn start_worker(&mut self) {
+        let worker = ehealth_worker::Worker::build(self.config.clone()).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run_until(async {
+            let _ = stopped.await;
+        }));
+        self.worker = Some((stop, handle));
+    }
+
+    /// Stops the worker gracefully and waits for it.
+    pub async fn stop_worker(&mut self) {
+        if let Some((stop, handle)) = self.worker.take() {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+    }
+
+    /// Creates a legal entity of `le_type` with an approved, active doctor and a token of `client_type`
+    /// with `scopes`.
+    pub async fn party(&self, le_type: &str, client_type: ClientType, scopes: &str) -> Party {
+        let client = self.pool.get().await.unwrap();
+        let legal_entity_id =
+            identity::create_legal_entity(&client, "Clinic", "12345678", le_type, "ACTIVE")
+                .await
+                .unwrap();
+        let user_id = identity::create_user(
+            &client,
+            legal_entity_id,
+            Some("DOCTOR"),
+            Some("APPROVED"),
+            true,
+        )
+        .await
+        .unwrap();
+        let token = self
+            .token(user_id, client_type, scopes, chrono::Duration::hours(1))
+            .await;
+        Party {
+            legal_entity_id,
+            user_id,
+            token,
+        }
+    }
+
+    /// An MSP with every scope.
+    pub async fn msp(&self) -> Party {
+        self.party("MSP", ClientType::Msp, ALL_SCOPES).await
+    }
+
+    /// Issues a token for an existing user.
+    pub async fn token(
+        &self,
+        user_id: Uuid,
+        client_type: ClientType,
+        scopes: &str,
+        ttl: chrono::Duration,
+    ) -> String {
+        let client = self.pool.get().await.unwrap();
+        let scopes: Vec<String> = scopes.split_whitespace().map(str::to_owned).collect();
+        identity::issue_token(&client, user_id, client_type, &scopes, ttl)
+            .await
+            .unwrap()
+            .token
+    }
+
+    /// An HTTP client acting with `token`.
+    pub fn api(&self, token: &str) -> Api<'_> {
+        Api::new(self, token)
+    }
+
+    /// Runs a query on the test database.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<tokio_postgres::Row> {
+        let client = self.pool.get().await.unwrap();
+        client.query(sql, params).await.unwrap()
+    }
+
+    /// Waits until `check` is true, polling, for at most `timeout`.
+    pub async fn eventually<F, Fut>(&self, timeout: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        let config = self.config.clone();
+        let api = self.api.take();
+        let worker = self.worker.take();
+        // Async cleanup on a runtime of its own: the test's runtime may be shutting down.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                // The test's runtime is multi-threaded, so its tasks still run: stop them gracefully first, or
+                // the worker would reconnect and declare the queues again after they are deleted.
+                for (stop, handle) in [worker, api].into_iter().flatten() {
+                    let _ = stop.send(());
+                    let abort = handle.abort_handle();
+                    if tokio::time::timeout(Duration::from_secs(10), handle)
+                        .await
+                        .is_err()
+                    {
+                        abort.abort();
+                    }
+                }
+                match amqp::connect(&config.amqp_url).await {
+                    Ok(connection) => {
+                        match connection.create_channel().await {
+                            Ok(channel) => {
+                                if let Err(e) = amqp::Topology::new(&config.queue_prefix)
+                                    .delete(&channel)
+                                    .await
+                                {
+                                    eprintln!("test cleanup could not delete the queues: {e}");
+                                }
+                            }
+                            Err(e) => eprintln!("test cleanup could not open a channel: {e}"),
+                        }
+                        let _ = connection.close(200, "test done".into()).await;
+                    }
+                    Err(e) => eprintln!("test cleanup could not reach the broker: {e}"),
+                }
+                db::drop_test_database(&db_name).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -1,0 +1,14 @@
+//! `ehealth-worker`: consumes commands, relays the outbox. Reads its configuration from the environment.
+
+use ehealth_infra::{db, signal::shutdown_signal, telemetry, Config};
+use ehealth_worker::Worker;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(&config.log_format);
+    db::create_database_if_missing(&config.database_url).await?;
+    db::migrate(&config.database_url).await?;
+    Worker::build(config)?.run_until(shutdown_signal()).await;
+    Ok(())
+}
