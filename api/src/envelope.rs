@@ -60,3 +60,13 @@ pub fn list(data: Vec<Value>, paging: Paging) -> Response {
     )
         .into_response()
 }
+
+/// A 200 response whose `data` is a whole, unpaged list (small, bounded collections).
+pub fn items(data: Vec<Value>) -> Response {
+    let status = StatusCode::OK;
+    (
+        status,
+        Json(json!({ "meta": meta(status, "list"), "data": data })),
+    )
+        .into_response()
+}

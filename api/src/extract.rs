@@ -91,3 +91,27 @@ async fn raw_params<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String>
         Err(_) => Vec::new(),
     }
 }
+
+/// Two UUID path parameters and a last, free-text one (percent-decoded), e.g.
+/// `{patient_id}/…/{analysis_id}/files/{file_name}`. The UUIDs answer 404 like [`PathIds`]; a last
+/// parameter that is not UTF-8 once decoded is 422 on `$.fileName`.
+pub struct PathIdsAndName(pub Uuid, pub Uuid, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIdsAndName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::invalid("$.fileName", "format", "must be UTF-8 once percent-decoded")
+            })?;
+        let params: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
+        let name = params.get(2).cloned().unwrap_or_default();
+        Ok(PathIdsAndName(
+            uuid_at(&params, 0)?,
+            uuid_at(&params, 1)?,
+            name,
+        ))
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod embedded_s3;
 pub mod envelope;
 pub mod error;
 pub mod extract;

@@ -5,13 +5,14 @@ use ehealth_infra::{db, signal::shutdown_signal, telemetry, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let config = Config::from_env()?;
     telemetry::init(&config.log_format);
     db::create_database_if_missing(&config.database_url).await?;
     db::migrate(&config.database_url).await?;
     Application::build(config)
         .await?
-        .run_until(shutdown_signal())
+        .run_until(shutdown)
         .await?;
     Ok(())
 }

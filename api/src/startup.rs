@@ -1,16 +1,18 @@
 //! Building and running the api: typed config in, a bound listener out (port 0 in tests).
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 
 use axum::{middleware, Router};
 use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::{Publisher, Topology},
-    db, Config,
+    db,
+    storage::Storage,
+    Config,
 };
 use tokio::net::TcpListener;
 
-use crate::{context, routes};
+use crate::{context, embedded_s3::EmbeddedS3, routes};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -25,17 +27,43 @@ pub struct AppState {
     pub base_url: String,
     /// `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.
     pub allowed_le_types: Arc<Vec<String>>,
+    /// The object store.
+    pub storage: Storage,
 }
 
 /// A built api, bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    embedded_s3: Option<EmbeddedS3>,
 }
 
 impl Application {
-    /// Builds the api: the pool, the publisher and the router, and binds `HTTP_ADDR`.
+    /// Builds the api: the pool, the publisher, the object store (the embedded one when `S3_ENDPOINT` is
+    /// unset) with its buckets, and the router, and binds `HTTP_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut config = config;
+        let embedded_s3 = match config.s3_endpoint {
+            Some(_) => None,
+            None => {
+                let s3 = EmbeddedS3::start(
+                    &config.s3_embedded_addr,
+                    Path::new(&config.data_dir),
+                    &config.s3_access_key_id,
+                    &config.s3_secret_access_key,
+                )
+                .await?;
+                config.s3_embedded_addr = s3.local_addr().to_string();
+                Some(s3)
+            }
+        };
+        let storage = Storage::new(&config);
+        match storage.ensure_buckets().await {
+            Ok(()) => {}
+            Err(e) if embedded_s3.is_some() => return Err(e.into()),
+            // An external store may refuse HeadBucket/CreateBucket to this account and still hold the buckets.
+            Err(e) => tracing::warn!(error = %e, "buckets could not be checked or created"),
+        }
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
         let publisher = Arc::new(Publisher::new(
             &config.amqp_url,
@@ -43,7 +71,6 @@ impl Application {
             config.retry_delay_ms,
         ));
         let listener = TcpListener::bind(&config.http_addr).await?;
-        let mut config = config;
         if config.public_base_url.is_none() {
             config.public_base_url = Some(format!("http://{}", listener.local_addr()?));
         }
@@ -52,6 +79,7 @@ impl Application {
             publisher,
             base_url: config.base_url(),
             allowed_le_types: Arc::new(config.allowed_le_types()),
+            storage,
             config: Arc::new(config),
         };
         let router = routes::router(state.clone())
@@ -60,7 +88,11 @@ impl Application {
                 context::middleware,
             ))
             .layer(tower_http::trace::TraceLayer::new_for_http());
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            embedded_s3,
+        })
     }
 
     /// The bound address.
@@ -68,14 +100,23 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// The embedded object store's address, when the api serves one.
+    pub fn embedded_s3_addr(&self) -> Option<SocketAddr> {
+        self.embedded_s3.as_ref().map(EmbeddedS3::local_addr)
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and stops the embedded store.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(s3) = self.embedded_s3 {
+            s3.stop().await;
+        }
+        served
     }
 }

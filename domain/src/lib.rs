@@ -9,6 +9,7 @@
 //! worker (asynchronous commands) alike.
 
 pub mod aggregate;
+pub mod analysis_file;
 pub mod context;
 pub mod rejection;
 pub mod service_request;

@@ -37,6 +37,29 @@ pub struct Config {
     pub db_pool_size: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// URL of an external S3-compatible object store (AWS S3, MinIO, Ceph RGW). Unset: `ehealth-api` serves
+    /// an embedded one on `S3_EMBEDDED_ADDR` and the worker talks to it there.
+    pub s3_endpoint: Option<String>,
+    /// The object store's URL as clients reach it, used in presigned links. Defaults to the endpoint.
+    pub s3_public_endpoint: Option<String>,
+    /// Region used to sign requests.
+    pub s3_region: String,
+    /// Access key id (also the embedded store's only account).
+    pub s3_access_key_id: String,
+    /// Secret access key.
+    pub s3_secret_access_key: String,
+    /// Path-style addressing (`http://host/bucket/key`), as MinIO, Ceph and the embedded store need.
+    pub s3_force_path_style: bool,
+    /// Bucket of analysis-result files (spec 000).
+    pub s3_bucket_files: String,
+    /// Lifetime of presigned upload and download links, in seconds.
+    pub presign_ttl_seconds: u64,
+    /// The largest file accepted at finalize, in bytes; larger uploads are refused (422) and removed.
+    pub max_upload_bytes: u64,
+    /// Where the embedded object store keeps its data.
+    pub data_dir: String,
+    /// Address of the embedded object store.
+    pub s3_embedded_addr: String,
 }
 
 impl Default for Config {
@@ -56,6 +79,17 @@ impl Default for Config {
             outbox_relay_interval_ms: 1000,
             db_pool_size: 16,
             log_format: "text".to_owned(),
+            s3_endpoint: None,
+            s3_public_endpoint: None,
+            s3_region: "us-east-1".to_owned(),
+            s3_access_key_id: "ehealth".to_owned(),
+            s3_secret_access_key: "ehealth-local-secret".to_owned(),
+            s3_force_path_style: true,
+            s3_bucket_files: "analysis-files".to_owned(),
+            presign_ttl_seconds: 600,
+            max_upload_bytes: 50 * 1024 * 1024,
+            data_dir: "./data".to_owned(),
+            s3_embedded_addr: "127.0.0.1:9000".to_owned(),
         }
     }
 }
@@ -76,7 +110,7 @@ impl Config {
         Ok(config)
     }
 
-    const KEYS: [&'static str; 13] = [
+    const KEYS: [&'static str; 24] = [
         "database_url",
         "amqp_url",
         "http_addr",
@@ -90,6 +124,17 @@ impl Config {
         "outbox_relay_interval_ms",
         "db_pool_size",
         "log_format",
+        "s3_endpoint",
+        "s3_public_endpoint",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "s3_force_path_style",
+        "s3_bucket_files",
+        "presign_ttl_seconds",
+        "max_upload_bytes",
+        "data_dir",
+        "s3_embedded_addr",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -109,7 +154,35 @@ impl Config {
                 "DB_POOL_SIZE, WORKER_PREFETCH and WORKER_MAX_ATTEMPTS must be positive".to_owned(),
             ));
         }
+        if self.s3_endpoint.is_none()
+            && self
+                .s3_embedded_addr
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(ConfigError(format!(
+                "S3_EMBEDDED_ADDR {:?} is not a socket address",
+                self.s3_embedded_addr
+            )));
+        }
+        if !(1..=604_800).contains(&self.presign_ttl_seconds) {
+            return Err(ConfigError(
+                "PRESIGN_TTL_SECONDS must be 1 to 604800 (7 days, the SigV4 limit)".to_owned(),
+            ));
+        }
+        if self.s3_access_key_id.is_empty() || self.s3_secret_access_key.is_empty() {
+            return Err(ConfigError(
+                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set".to_owned(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The object store the service talks to: `S3_ENDPOINT`, or the embedded one on `S3_EMBEDDED_ADDR`.
+    pub fn s3_endpoint_url(&self) -> String {
+        self.s3_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.s3_embedded_addr))
     }
 
     /// The legal entity types of `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.

@@ -1,4 +1,5 @@
-//! The error of the storage layer: Postgres, the pool, serialization and optimistic-concurrency conflicts.
+//! The error of the storage layer: Postgres, the pool, serialization, optimistic-concurrency conflicts and
+//! the object store.
 
 pub use tokio_postgres::error::SqlState;
 
@@ -26,13 +27,16 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration: {0}")]
     Migration(String),
+    /// The object store failed or could not be reached.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl StoreError {
     /// True for faults worth retrying later (the database is down or busy), false for bugs and bad data.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Pool(_) | StoreError::Conflict { .. } => true,
+            StoreError::Pool(_) | StoreError::Conflict { .. } | StoreError::Storage(_) => true,
             StoreError::Postgres(e) => {
                 e.is_closed() || e.as_db_error().is_none() || is_retryable_sqlstate(e)
             }

@@ -2,7 +2,8 @@
 //!
 //! Everything that touches the outside world and is needed by more than one binary lives here exactly once:
 //! typed configuration, the Postgres pool and migrations, the append-only event store, jobs, the
-//! transactional outbox, the RabbitMQ topology and publisher, identity and auth, and the projections.
+//! transactional outbox, the RabbitMQ topology and publisher, identity and auth, the projections and object
+//! storage (S3 protocol).
 //!
 //! Architecture invariant: no HTTP types and no business rules. Rules live in `ehealth-domain`; the mapping of
 //! errors to HTTP lives in `ehealth-api`.
@@ -18,6 +19,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod projection;
 pub mod signal;
+pub mod storage;
 pub mod telemetry;
 
 pub use config::Config;

@@ -22,7 +22,7 @@ pub use http::{Api, JobResult};
 
 /// Every scope the service knows, for callers that may do anything.
 pub const ALL_SCOPES: &str =
-    "service_request:write service_request:use service_request:read job:read";
+    "service_request:write service_request:use service_request:read job:read gambit:erp";
 
 /// A running api (and optionally worker) over a fresh database and queue prefix.
 pub struct TestApp {
@@ -34,7 +34,11 @@ pub struct TestApp {
     pub config: Config,
     /// A valid api-key.
     pub api_key: String,
+    /// The object store the api and worker use: the embedded one, on its own port and directory.
+    pub storage: ehealth_infra::storage::Storage,
     db_name: String,
+    data_dir: std::path::PathBuf,
+    s3: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     api: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     worker: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
@@ -58,7 +62,26 @@ impl TestApp {
     /// Starts the api only; commands stay pending until [`TestApp::start_worker`].
     pub async fn spawn_without_worker() -> Self {
         let db_name = db::create_test_database().await;
+        let data_dir =
+            std::env::temp_dir().join(format!("ehealth-test-{}", Uuid::new_v4().simple()));
+        let credentials = Config::default();
+        let s3 = ehealth_api::embedded_s3::EmbeddedS3::start(
+            "127.0.0.1:0",
+            &data_dir,
+            &credentials.s3_access_key_id,
+            &credentials.s3_secret_access_key,
+        )
+        .await
+        .unwrap();
+        let s3_endpoint = s3.endpoint();
+        let (stop_s3, s3_stopped) = oneshot::channel::<()>();
+        let s3_handle = tokio::spawn(async move {
+            let _ = s3_stopped.await;
+            s3.stop().await;
+        });
         let config = Config {
+            s3_endpoint: Some(s3_endpoint),
+            max_upload_bytes: 1024 * 1024,
             database_url: db::database_url(&db_name),
             amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| Config::default().amqp_url),
             http_addr: "127.0.0.1:0".to_owned(),
@@ -90,9 +113,12 @@ impl TestApp {
         Self {
             address,
             pool,
+            storage: ehealth_infra::storage::Storage::new(&config),
             config,
             api_key,
             db_name,
+            data_dir,
+            s3: Some((stop_s3, s3_handle)),
             api: Some((stop, handle)),
             worker: None,
         }
@@ -202,6 +228,8 @@ impl Drop for TestApp {
         let config = self.config.clone();
         let api = self.api.take();
         let worker = self.worker.take();
+        let s3 = self.s3.take();
+        let data_dir = self.data_dir.clone();
         // Async cleanup on a runtime of its own: the test's runtime may be shutting down.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -211,7 +239,7 @@ impl Drop for TestApp {
             runtime.block_on(async move {
                 // The test's runtime is multi-threaded, so its tasks still run: stop them gracefully first, or
                 // the worker would reconnect and declare the queues again after they are deleted.
-                for (stop, handle) in [worker, api].into_iter().flatten() {
+                for (stop, handle) in [worker, api, s3].into_iter().flatten() {
                     let _ = stop.send(());
                     let abort = handle.abort_handle();
                     if tokio::time::timeout(Duration::from_secs(10), handle)
@@ -239,6 +267,7 @@ impl Drop for TestApp {
                     Err(e) => eprintln!("test cleanup could not reach the broker: {e}"),
                 }
                 db::drop_test_database(&db_name).await;
+                let _ = std::fs::remove_dir_all(&data_dir);
             });
         });
         let _ = cleanup.join();

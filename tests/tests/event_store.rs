@@ -235,8 +235,8 @@ async fn the_same_message_delivered_twice_appends_once() {
     let publisher = publisher(&app);
 
     let (first, second) = tokio::join!(
-        handler::process_job(&app.pool, &publisher, job_id),
-        handler::process_job(&app.pool, &publisher, job_id)
+        handler::process_job(&app.pool, &publisher, &app.storage, job_id),
+        handler::process_job(&app.pool, &publisher, &app.storage, job_id)
     );
     let outcomes = [first.unwrap(), second.unwrap()];
     assert_eq!(
@@ -255,7 +255,7 @@ async fn the_same_message_delivered_twice_appends_once() {
         1,
         "{outcomes:?}"
     );
-    let third = handler::process_job(&app.pool, &publisher, job_id)
+    let third = handler::process_job(&app.pool, &publisher, &app.storage, job_id)
         .await
         .unwrap();
     assert_eq!(third, Processed::Skipped);
@@ -282,8 +282,8 @@ async fn two_concurrent_commands_on_one_stream_both_end_correctly() {
     let process = submit(&app, id, &Command::Process, actor_of(&msp)).await;
     let publisher = publisher(&app);
     let (a, b) = tokio::join!(
-        handler::process_job(&app.pool, &publisher, release),
-        handler::process_job(&app.pool, &publisher, process)
+        handler::process_job(&app.pool, &publisher, &app.storage, release),
+        handler::process_job(&app.pool, &publisher, &app.storage, process)
     );
     let (Processed::Finished(a), Processed::Finished(b)) = (a.unwrap(), b.unwrap()) else {
         panic!("both jobs must finish");

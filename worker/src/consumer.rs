@@ -14,6 +14,7 @@ use std::{sync::Arc, time::Duration};
 use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::{self, AmqpError, Publisher, Topology},
+    storage::Storage,
     Config,
 };
 use futures_util::StreamExt;
@@ -46,6 +47,8 @@ pub struct Consumer {
     pub pool: Pool,
     /// Publishes retries and integration events.
     pub publisher: Arc<Publisher>,
+    /// The object store.
+    pub storage: Storage,
     /// The configuration.
     pub config: Arc<Config>,
 }
@@ -136,7 +139,7 @@ impl Consumer {
         };
         let job_id = message.job_id;
         let attempt = attempt_of(&delivery);
-        match handler::process_job(&self.pool, &self.publisher, job_id).await {
+        match handler::process_job(&self.pool, &self.publisher, &self.storage, job_id).await {
             Ok(_) => settle(&delivery, Settle::Ack).await,
             Err(e) if e.is_transient() && attempt < self.config.worker_max_attempts => {
                 tracing::warn!(%job_id, attempt, error = %e, "transient fault: retrying later");

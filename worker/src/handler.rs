@@ -1,43 +1,112 @@
 //! One job: load → decide → append + project + finish, in one transaction.
 
+use std::future::Future;
+
 use chrono::Utc;
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
+    analysis_file::AnalysisFilesAggregate,
     service_request::{Command as ServiceRequestCommand, ServiceRequestAggregate},
-    Aggregate, Context,
+    Aggregate, Context, Rejection,
 };
 use ehealth_infra::{
+    amqp::Publisher,
     event_store::{self, Metadata},
     identity,
     jobs::{self, Job, JobStatus, Link, Outcome},
     outbox::{self, OutboxMessage},
-    projection::Projection,
+    projection::{service_request as service_request_projection, Projection},
+    storage::{deletions, Storage},
     StoreError,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// How often a job is decided again after losing an optimistic-concurrency race, before the message is
 /// retried later.
 pub const MAX_CONFLICT_RETRIES: usize = 5;
 
-/// An aggregate the worker can run commands for: a projection plus the reference data its decisions need.
+/// What must happen once the job's transaction has committed: integration events to publish (routing key,
+/// body) and objects to delete from storage (bucket, key). Both are written in the transaction first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// Integration events on the events exchange.
+    pub events: Vec<(String, Value)>,
+    /// Objects to delete.
+    pub deletions: Vec<(String, String)>,
+}
+
+/// An aggregate the worker can run commands for: a projection plus what its commands need from the outside
+/// world before and after the decision.
 pub trait Handled: Projection {
-    /// The employee a command names, to look up before deciding.
-    fn employee_to_look_up(_command: &Self::Command) -> Option<Uuid> {
-        None
+    /// Completes `command` and `ctx` with facts from outside the stream (reference data, object storage)
+    /// just before deciding.
+    fn prepare(
+        command: &mut Self::Command,
+        ctx: &mut Context,
+        state: &Self::State,
+        tx: &impl GenericClient,
+        storage: &Storage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the processed job answers: status code (what the command would have answered synchronously),
+    /// links to the resource and its representation.
+    fn answer(
+        tx: &impl GenericClient,
+        stream_id: Uuid,
+        command: &Self::Command,
+        before: &Self::State,
+        after: &Self::State,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// What must happen after the commit, for a decision or a rejection.
+    fn effects(
+        _stream_id: Uuid,
+        _command: &Self::Command,
+        _before: &Self::State,
+        _decision: &Result<Vec<Self::Event>, Rejection>,
+        _ctx: &Context,
+        _storage: &Storage,
+    ) -> impl Future<Output = Result<Effects, StoreError>> + Send {
+        async { Ok(Effects::default()) }
     }
 }
 
 impl Handled for ServiceRequestAggregate {
-    fn employee_to_look_up(command: &ServiceRequestCommand) -> Option<Uuid> {
-        match command {
-            ServiceRequestCommand::Use {
-                used_by_employee_id,
-                ..
-            } => *used_by_employee_id,
-            _ => None,
+    async fn prepare(
+        command: &mut ServiceRequestCommand,
+        ctx: &mut Context,
+        _state: &Self::State,
+        tx: &impl GenericClient,
+        _storage: &Storage,
+    ) -> Result<(), StoreError> {
+        if let ServiceRequestCommand::Use {
+            used_by_employee_id: Some(employee_id),
+            ..
+        } = command
+        {
+            ctx.employee = identity::employee(tx, *employee_id).await?;
         }
+        Ok(())
+    }
+
+    async fn answer(
+        tx: &impl GenericClient,
+        stream_id: Uuid,
+        _command: &ServiceRequestCommand,
+        before: &Self::State,
+        _after: &Self::State,
+    ) -> Result<Outcome, StoreError> {
+        let row = service_request_projection::get(tx, stream_id).await?;
+        Ok(Outcome {
+            status: JobStatus::Processed,
+            status_code: if before.0.is_none() { 201 } else { 200 },
+            links: vec![Link {
+                entity: Self::ENTITY.to_owned(),
+                href: service_request_projection::href(stream_id),
+            }],
+            response: row.map(|r| r.to_json()).unwrap_or_default(),
+        })
     }
 }
 
@@ -51,10 +120,11 @@ pub enum Processed {
 }
 
 /// Processes one job. `Ok` means the message can be acknowledged; `Err` is a fault (transient or not) and
-/// nothing was written. Integration events it recorded are published after the commit.
+/// nothing was written. Integration events and object deletions it recorded run after the commit.
 pub async fn process_job(
     pool: &Pool,
-    publisher: &ehealth_infra::amqp::Publisher,
+    publisher: &Publisher,
+    storage: &Storage,
     job_id: Uuid,
 ) -> Result<Processed, StoreError> {
     let mut last_conflict = None;
@@ -70,19 +140,28 @@ pub async fn process_job(
             return Ok(Processed::Skipped);
         }
         let result = match job.stream_type.as_str() {
-            ServiceRequestAggregate::STREAM_TYPE => run::<ServiceRequestAggregate>(&tx, &job).await,
+            ServiceRequestAggregate::STREAM_TYPE => {
+                run::<ServiceRequestAggregate>(&tx, storage, &job).await
+            }
+            AnalysisFilesAggregate::STREAM_TYPE => {
+                run::<AnalysisFilesAggregate>(&tx, storage, &job).await
+            }
             other => Ok((
                 unexpected(&format!("no handler for stream type {other}")),
+                Vec::new(),
                 Vec::new(),
             )),
         };
         match result {
-            Ok((outcome, messages)) => {
+            Ok((outcome, messages, deletions)) => {
                 jobs::finish(&tx, job.id, &outcome).await?;
                 tx.commit().await?;
                 tracing::info!(%job_id, job_type = %job.job_type, status = outcome.status.as_str(),
                     status_code = outcome.status_code, "job finished");
                 publisher.publish_committed(pool, &messages).await;
+                if let Err(e) = deletions::run(pool, storage, Some(&deletions)).await {
+                    tracing::warn!(%job_id, error = %e, "object deletion deferred to the relay");
+                }
                 return Ok(Processed::Finished(outcome));
             }
             Err(e @ StoreError::Conflict { .. }) => {
@@ -97,25 +176,45 @@ pub async fn process_job(
     )))
 }
 
+/// Runs one job's command in `tx`: its outcome, the outbox rows and the object deletions it wrote.
 async fn run<A: Handled>(
     tx: &impl GenericClient,
+    storage: &Storage,
     job: &Job,
-) -> Result<(Outcome, Vec<OutboxMessage>), StoreError> {
-    let command: A::Command = match serde_json::from_value(job.command.clone()) {
+) -> Result<(Outcome, Vec<OutboxMessage>, Vec<i64>), StoreError> {
+    let mut command: A::Command = match serde_json::from_value(job.command.clone()) {
         Ok(command) => command,
         Err(e) => {
             return Ok((
                 unexpected(&format!("stored command is not valid: {e}")),
+                Vec::new(),
                 Vec::new(),
             ))
         }
     };
     let loaded = event_store::load::<A>(tx, job.stream_id).await?;
     let mut ctx = Context::new(Utc::now(), job.actor.clone());
-    if let Some(employee_id) = A::employee_to_look_up(&command) {
-        ctx.employee = identity::employee(tx, employee_id).await?;
+    A::prepare(&mut command, &mut ctx, &loaded.state, tx, storage).await?;
+    let decision = A::decide(&loaded.state, command.clone(), &ctx);
+    let effects = A::effects(
+        job.stream_id,
+        &command,
+        &loaded.state,
+        &decision,
+        &ctx,
+        storage,
+    )
+    .await?;
+    let mut deletions = Vec::new();
+    for (bucket, key) in &effects.deletions {
+        deletions.push(deletions::schedule(tx, bucket, key).await?);
     }
-    let events = match A::decide(&loaded.state, command, &ctx) {
+    let mut messages = Vec::new();
+    for (routing_key, event) in &effects.events {
+        messages
+            .push(outbox::insert(tx, outbox::EVENTS, routing_key, event, Uuid::new_v4()).await?);
+    }
+    let events = match decision {
         Ok(events) => events,
         Err(rejection) => {
             let outcome = Outcome {
@@ -124,55 +223,49 @@ async fn run<A: Handled>(
                 response: rejection.error_object(),
                 links: Vec::new(),
             };
-            return Ok((outcome, Vec::new()));
+            return Ok((outcome, messages, deletions));
         }
     };
-    let metadata = Metadata {
-        causation_id: Some(job.id),
-        correlation_id: job.request_id.clone(),
-        actor_user_id: job.actor.user_id,
-        legal_entity_id: job.actor.legal_entity_id,
-        client_type: job.actor.client_type.as_str().to_owned(),
-    };
-    let appended = event_store::append::<A>(tx, job.stream_id, &loaded, &events, &metadata).await?;
-    let state = events.iter().fold(loaded.state.clone(), A::apply);
-    let inserted_at = loaded.first_recorded_at.unwrap_or(appended.recorded_at);
-    A::project(
-        tx,
-        job.stream_id,
-        &state,
-        appended.version,
-        inserted_at,
-        appended.recorded_at,
-    )
-    .await?;
-
-    let mut messages = Vec::new();
-    let (before, after) = (A::status(&loaded.state), A::status(&state));
-    if let Some(new_status) = after.filter(|s| Some(*s) != before) {
-        let event = json!({
-            "event_type": "StatusChangeEvent",
-            "entity_type": A::ENTITY,
-            "entity_id": job.stream_id,
-            "properties": { "status": { "new_value": new_status } },
-            "event_time": appended.recorded_at,
-            "changed_by": job.actor.user_id,
-        });
-        let routing_key = format!("{}.status_changed", A::ENTITY);
-        messages
-            .push(outbox::insert(tx, outbox::EVENTS, &routing_key, &event, Uuid::new_v4()).await?);
+    let mut state = loaded.state.clone();
+    if !events.is_empty() {
+        let metadata = Metadata {
+            causation_id: Some(job.id),
+            correlation_id: job.request_id.clone(),
+            actor_user_id: job.actor.user_id,
+            legal_entity_id: job.actor.legal_entity_id,
+            client_type: job.actor.client_type.as_str().to_owned(),
+        };
+        let appended =
+            event_store::append::<A>(tx, job.stream_id, &loaded, &events, &metadata).await?;
+        state = events.iter().fold(state, A::apply);
+        let inserted_at = loaded.first_recorded_at.unwrap_or(appended.recorded_at);
+        A::project(
+            tx,
+            job.stream_id,
+            &state,
+            appended.version,
+            inserted_at,
+            appended.recorded_at,
+        )
+        .await?;
+        let (before, after) = (A::status(&loaded.state), A::status(&state));
+        if let Some(new_status) = after.filter(|s| Some(*s) != before) {
+            let event = json!({
+                "event_type": "StatusChangeEvent",
+                "entity_type": A::ENTITY,
+                "entity_id": job.stream_id,
+                "properties": { "status": { "new_value": new_status } },
+                "event_time": appended.recorded_at,
+                "changed_by": job.actor.user_id,
+            });
+            let routing_key = format!("{}.status_changed", A::ENTITY);
+            messages.push(
+                outbox::insert(tx, outbox::EVENTS, &routing_key, &event, Uuid::new_v4()).await?,
+            );
+        }
     }
-
-    let outcome = Outcome {
-        status: JobStatus::Processed,
-        status_code: if loaded.version == 0 { 201 } else { 200 },
-        response: A::view(tx, job.stream_id).await?.unwrap_or_default(),
-        links: vec![Link {
-            entity: A::ENTITY.to_owned(),
-            href: A::href(job.stream_id),
-        }],
-    };
-    Ok((outcome, messages))
+    let outcome = A::answer(tx, job.stream_id, &command, &loaded.state, &state).await?;
+    Ok((outcome, messages, deletions))
 }
 
 fn unexpected(reason: &str) -> Outcome {

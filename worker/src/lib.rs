@@ -2,13 +2,14 @@
 //!
 //! It consumes one message per job from RabbitMQ, decides the command with the pure domain, appends the
 //! events, updates the projection and finishes the job in one transaction, and acknowledges the message only
-//! after that commit. It also relays outbox rows that were committed but never published, and purges old
-//! finished jobs.
+//! after that commit. It also relays outbox rows that were committed but never published, retries object
+//! deletions that could not run right after their commit, and purges old finished jobs.
 //!
 //! Architecture invariant: effectively-once effects over at-least-once delivery. A job is locked for the
 //! transaction that processes it and skipped once it is no longer pending; nothing here assumes it is the
 //! only worker process.
 
+pub mod analysis_files;
 pub mod consumer;
 pub mod handler;
 pub mod relay;

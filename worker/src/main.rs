@@ -5,10 +5,11 @@ use ehealth_worker::Worker;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let config = Config::from_env()?;
     telemetry::init(&config.log_format);
     db::create_database_if_missing(&config.database_url).await?;
     db::migrate(&config.database_url).await?;
-    Worker::build(config)?.run_until(shutdown_signal()).await;
+    Worker::build(config)?.run_until(shutdown).await;
     Ok(())
 }

@@ -1,13 +1,19 @@
 //! The outbox relay and job housekeeping.
 //!
 //! Every `OUTBOX_RELAY_INTERVAL_MS` it publishes outbox rows that stayed unpublished for a while (their
-//! writer crashed or the broker was down), and now and then purges finished jobs older than `JOB_TTL_DAYS`.
+//! writer crashed or the broker was down), retries due object deletions (see `storage::deletions`), and now
+//! and then purges finished jobs older than `JOB_TTL_DAYS`.
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers may relay at once.
 
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use ehealth_infra::{amqp::Publisher, jobs, outbox, Config, StoreError};
+use ehealth_infra::{
+    amqp::Publisher,
+    jobs, outbox,
+    storage::{deletions, Storage},
+    Config, StoreError,
+};
 use tokio::sync::watch;
 
 /// Rows younger than this are left to the process that wrote them.
@@ -50,6 +56,7 @@ pub async fn relay_once(
 pub async fn run(
     pool: Pool,
     publisher: std::sync::Arc<Publisher>,
+    storage: Storage,
     config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -58,6 +65,9 @@ pub async fn run(
     loop {
         if let Err(e) = relay_once(&pool, &publisher, MIN_AGE_MS).await {
             tracing::warn!(error = %e, "outbox relay round failed");
+        }
+        if let Err(e) = deletions::run(&pool, &storage, None).await {
+            tracing::warn!(error = %e, "object deletion round failed");
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = tokio::time::Instant::now();

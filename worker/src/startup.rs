@@ -4,7 +4,9 @@ use std::{future::Future, sync::Arc};
 
 use ehealth_infra::{
     amqp::{Publisher, Topology},
-    db, Config,
+    db,
+    storage::Storage,
+    Config,
 };
 use tokio::sync::watch;
 
@@ -28,6 +30,7 @@ impl Worker {
             consumer: Consumer {
                 pool,
                 publisher,
+                storage: Storage::new(&config),
                 config: Arc::new(config),
             },
         })
@@ -39,6 +42,7 @@ impl Worker {
         let relay = tokio::spawn(relay::run(
             self.consumer.pool.clone(),
             self.consumer.publisher.clone(),
+            self.consumer.storage.clone(),
             (*self.consumer.config).clone(),
             stopped.clone(),
         ));

@@ -1,5 +1,6 @@
 //! The api's routes: one `router()` per resource, merged here, with eHealth-shaped 404 and 405 answers.
 
+pub mod analysis_files;
 pub mod audit;
 pub mod jobs;
 pub mod service_requests;
@@ -13,6 +14,7 @@ use crate::{ApiError, AppState};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .merge(analysis_files::router())
         .merge(audit::router())
         .merge(jobs::router())
         .merge(service_requests::router())

@@ -4,6 +4,7 @@
 //! Projections here are state-based: after an append, the aggregate's folded state is written as one row.
 //! A rebuild folds every stream again and writes the same rows, so it produces exactly the live tables.
 
+pub mod analysis_file;
 pub mod service_request;
 
 use chrono::{DateTime, Utc};
@@ -21,9 +22,6 @@ pub trait Projection: Aggregate {
     /// The projection's tables, emptied by a rebuild.
     const TABLES: &'static [&'static str];
 
-    /// The resource's path, e.g. `/api/service_requests/{id}`.
-    fn href(id: Uuid) -> String;
-
     /// The state's status, for `StatusChangeEvent`s.
     fn status(state: &Self::State) -> Option<&'static str>;
 
@@ -36,12 +34,6 @@ pub trait Projection: Aggregate {
         inserted_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
-
-    /// The resource as the api renders it, read from the projection.
-    fn view(
-        client: &impl GenericClient,
-        id: Uuid,
-    ) -> impl std::future::Future<Output = Result<Option<Value>, StoreError>> + Send;
 }
 
 /// Empties the projection's tables and replays every stream of its type into them, in the caller's
@@ -71,7 +63,8 @@ pub async fn rebuild<A: Projection>(tx: &impl GenericClient) -> Result<u64, Stor
 /// Rebuilds every projection of the service in one transaction.
 pub async fn rebuild_all(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError> {
     let tx = client.transaction().await?;
-    let count = rebuild::<ehealth_domain::service_request::ServiceRequestAggregate>(&tx).await?;
+    let count = rebuild::<ehealth_domain::service_request::ServiceRequestAggregate>(&tx).await?
+        + rebuild::<ehealth_domain::analysis_file::AnalysisFilesAggregate>(&tx).await?;
     tx.commit().await?;
     Ok(count)
 }

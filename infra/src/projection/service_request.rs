@@ -112,6 +112,11 @@ impl ServiceRequestRow {
     }
 }
 
+/// `/api/service_requests/{id}`.
+pub fn href(id: Uuid) -> String {
+    format!("/api/service_requests/{id}")
+}
+
 /// Reads one service request.
 pub async fn get(
     client: &impl GenericClient,
@@ -167,10 +172,6 @@ impl Projection for ServiceRequestAggregate {
     const ENTITY: &'static str = "service_request";
     const TABLES: &'static [&'static str] = &["service_requests"];
 
-    fn href(id: Uuid) -> String {
-        format!("/api/service_requests/{id}")
-    }
-
     fn status(state: &State) -> Option<&'static str> {
         state.0.as_ref().map(|sr| sr.status.as_str())
     }
@@ -210,9 +211,5 @@ impl Projection for ServiceRequestAggregate {
         )
         .await?;
         Ok(())
-    }
-
-    async fn view(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, StoreError> {
-        Ok(get(client, id).await?.map(|row| row.to_json()))
     }
 }

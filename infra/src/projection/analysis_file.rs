@@ -1,0 +1,194 @@
+//! The `analysis_files` read model (spec 000): one row per live file.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ehealth_domain::analysis_file::{AnalysisFilesAggregate, File, State};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::Projection;
+use crate::StoreError;
+
+const COLUMNS: &str =
+    "id, stream_id, legal_entity_id, patient_id, analysis_id, file_name, object_key, \
+     size, content_type, etag, is_send, created_at, updated_at";
+
+/// One row of the read model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisFileRow {
+    /// File id.
+    pub id: Uuid,
+    /// The stream (legal entity × patient × analysis).
+    pub stream_id: Uuid,
+    /// Owner.
+    pub legal_entity_id: Uuid,
+    /// The patient.
+    pub patient_id: Uuid,
+    /// The analysis.
+    pub analysis_id: Uuid,
+    /// Name.
+    pub file_name: String,
+    /// Key in the files bucket.
+    pub object_key: String,
+    /// Bytes.
+    pub size: i64,
+    /// Content type.
+    pub content_type: String,
+    /// Entity tag.
+    pub etag: String,
+    /// To be sent to the patient.
+    pub is_send: bool,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AnalysisFileRow {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            stream_id: row.get("stream_id"),
+            legal_entity_id: row.get("legal_entity_id"),
+            patient_id: row.get("patient_id"),
+            analysis_id: row.get("analysis_id"),
+            file_name: row.get("file_name"),
+            object_key: row.get("object_key"),
+            size: row.get("size"),
+            content_type: row.get("content_type"),
+            etag: row.get("etag"),
+            is_send: row.get("is_send"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+
+    /// The row of a folded file of `stream_id`.
+    pub fn from_file(stream_id: Uuid, file: &File) -> Self {
+        Self {
+            id: file.id,
+            stream_id,
+            legal_entity_id: file.legal_entity_id,
+            patient_id: file.patient_id,
+            analysis_id: file.analysis_id,
+            file_name: file.file_name.clone(),
+            object_key: file.object_key.clone(),
+            size: i64::try_from(file.size).unwrap_or(i64::MAX),
+            content_type: file.content_type.clone(),
+            etag: file.etag.clone(),
+            is_send: file.is_send,
+            created_at: file.created_at,
+            updated_at: file.updated_at,
+        }
+    }
+
+    /// The api's camelCase view (spec 000), without a download link.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "patientId": self.patient_id,
+            "analysisId": self.analysis_id,
+            "fileName": self.file_name,
+            "size": self.size,
+            "contentType": self.content_type,
+            "isSend": self.is_send,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+
+    /// The file's resource path.
+    pub fn href(&self) -> String {
+        href(self.patient_id, self.analysis_id, self.id)
+    }
+}
+
+/// `/api/erp/v1/patients/{patient_id}/analysis/{analysis_id}/files/{id}`.
+pub fn href(patient_id: Uuid, analysis_id: Uuid, id: Uuid) -> String {
+    format!("/api/erp/v1/patients/{patient_id}/analysis/{analysis_id}/files/{id}")
+}
+
+/// The live files of one stream, oldest first.
+pub async fn list(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<Vec<AnalysisFileRow>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM analysis_files WHERE stream_id = $1 ORDER BY created_at, id"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&stream_id]).await?;
+    Ok(rows.iter().map(AnalysisFileRow::from_row).collect())
+}
+
+/// One live file of one stream.
+pub async fn get(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+    id: Uuid,
+) -> Result<Option<AnalysisFileRow>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM analysis_files WHERE stream_id = $1 AND id = $2"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&stream_id, &id])
+        .await?
+        .as_ref()
+        .map(AnalysisFileRow::from_row))
+}
+
+impl Projection for AnalysisFilesAggregate {
+    const ENTITY: &'static str = "analysis_file";
+    const TABLES: &'static [&'static str] = &["analysis_files"];
+
+    fn status(_: &State) -> Option<&'static str> {
+        None
+    }
+
+    /// Replaces the stream's rows by its live files: few per analysis, and exactly what a rebuild writes.
+    async fn project(
+        tx: &impl GenericClient,
+        id: Uuid,
+        state: &State,
+        _version: i64,
+        _inserted_at: DateTime<Utc>,
+        _updated_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let remove = tx
+            .prepare_cached("DELETE FROM analysis_files WHERE stream_id = $1")
+            .await?;
+        tx.execute(&remove, &[&id]).await?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO analysis_files ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
+            .await?;
+        for file in state.files.values() {
+            let row = AnalysisFileRow::from_file(id, file);
+            tx.execute(
+                &insert,
+                &[
+                    &row.id,
+                    &row.stream_id,
+                    &row.legal_entity_id,
+                    &row.patient_id,
+                    &row.analysis_id,
+                    &row.file_name,
+                    &row.object_key,
+                    &row.size,
+                    &row.content_type,
+                    &row.etag,
+                    &row.is_send,
+                    &row.created_at,
+                    &row.updated_at,
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! Object storage over the S3 protocol: presigned links for clients, HEAD and DELETE for the worker.
+//!
+//! The service never proxies file bodies: clients PUT and GET straight to presigned URLs. The same code
+//! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
+
+pub mod deletions;
+
+use std::time::Duration;
+
+use aws_sdk_s3::{
+    config::{
+        timeout::TimeoutConfig, BehaviorVersion, Credentials, Region, RequestChecksumCalculation,
+        ResponseChecksumValidation,
+    },
+    error::{DisplayErrorContext, SdkError},
+    presigning::PresigningConfig,
+    Client,
+};
+use chrono::{DateTime, Utc};
+
+use crate::Config;
+
+/// A storage request failed (network, credentials, the store itself).
+#[derive(Debug, thiserror::Error)]
+#[error("object storage: {0}")]
+pub struct StorageError(String);
+
+impl<E: std::error::Error + 'static, R: std::fmt::Debug> From<SdkError<E, R>> for StorageError {
+    fn from(e: SdkError<E, R>) -> Self {
+        Self(DisplayErrorContext(&e).to_string())
+    }
+}
+
+/// A presigned link and the moment it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    /// The URL, with its SigV4 query string.
+    pub url: String,
+    /// When the signature expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a HEAD request tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Bytes.
+    pub size: u64,
+    /// `Content-Type` it was stored with (`application/octet-stream` when none).
+    pub content_type: String,
+    /// Entity tag.
+    pub etag: String,
+}
+
+/// The object store: one client for the service's own requests, one for links clients follow (they may
+/// reach the store at another address, `S3_PUBLIC_ENDPOINT`).
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    presigner: Client,
+    /// Lifetime of presigned links.
+    pub presign_ttl: Duration,
+    /// Bucket of analysis-result files.
+    pub files_bucket: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("files_bucket", &self.files_bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+fn client(config: &Config, endpoint: String) -> Client {
+    let credentials = Credentials::new(
+        &config.s3_access_key_id,
+        &config.s3_secret_access_key,
+        None,
+        None,
+        "ehealth-config",
+    );
+    let s3 = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(config.s3_region.clone()))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .force_path_style(config.s3_force_path_style)
+        // Checksums only where the operation requires them: a default CRC32 would be signed into presigned
+        // PUT URLs as the checksum of an empty body and refuse every real upload.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    Client::from_conf(s3)
+}
+
+impl Storage {
+    /// A store configured from `S3_*` settings. Builds clients only: nothing is contacted yet.
+    pub fn new(config: &Config) -> Self {
+        let endpoint = config.s3_endpoint_url();
+        let public = config
+            .s3_public_endpoint
+            .clone()
+            .unwrap_or_else(|| endpoint.clone());
+        Self {
+            client: client(config, endpoint),
+            presigner: client(config, public),
+            presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
+            files_bucket: config.s3_bucket_files.clone(),
+        }
+    }
+
+    /// Every bucket the service uses.
+    pub fn buckets(&self) -> Vec<&str> {
+        vec![self.files_bucket.as_str()]
+    }
+
+    /// Creates every bucket the service uses that does not exist yet.
+    pub async fn ensure_buckets(&self) -> Result<(), StorageError> {
+        for bucket in self.buckets() {
+            if self
+                .client
+                .head_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .is_ok()
+            {
+                continue;
+            }
+            match self.client.create_bucket().bucket(bucket).send().await {
+                Ok(_) => tracing::info!(bucket, "bucket created"),
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+                    }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn presigning(&self, ttl: Duration) -> Result<(PresigningConfig, DateTime<Utc>), StorageError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(|e| StorageError(e.to_string()))?;
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(ttl).map_err(|e| StorageError(e.to_string()))?;
+        Ok((config, expires_at))
+    }
+
+    /// A link that uploads one object with `PUT`, valid for `ttl`.
+    pub async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let (config, expires_at) = self.presigning(ttl)?;
+        let request = self
+            .presigner
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await?;
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            expires_at,
+        })
+    }
+
+    /// A link that downloads one object with `GET`, valid for `ttl`.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let (config, expires_at) = self.presigning(ttl)?;
+        let request = self
+            .presigner
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await?;
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            expires_at,
+        })
+    }
+
+    /// The object's size, content type and entity tag; `None` when there is no such object.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(ObjectInfo {
+                size: head
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                content_type: head
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned(),
+                etag: head.e_tag().unwrap_or_default().to_owned(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object. Deleting an object that does not exist succeeds.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await?;
+        Ok(())
+    }
+}
