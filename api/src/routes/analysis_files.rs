@@ -193,6 +193,9 @@ async fn set_send(
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     let file_id = file_id(&id)?;
+    if !parse_json::<serde_json::Value>(&body)?.is_object() {
+        return Err(ApiError::invalid("$", "type", "expected an object"));
+    }
     let body: SendBody = parse_json(&body)?;
     let command = Command::SetSend {
         file_id,

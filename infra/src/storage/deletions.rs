@@ -23,7 +23,7 @@ pub async fn schedule(tx: &impl GenericClient, bucket: &str, key: &str) -> Resul
 
 /// Deletes the scheduled objects `ids` (after their transaction committed), or with `None` every row that
 /// is due. Rows another process holds are skipped; failures are kept with a later retry time. Returns how
-/// many objects were deleted.
+/// many objects were deleted. Retries wait 2, 4, 8 … seconds, at most 5 minutes.
 pub async fn run(pool: &Pool, storage: &Storage, ids: Option<&[i64]>) -> Result<usize, StoreError> {
     if ids.is_some_and(<[i64]>::is_empty) {
         return Ok(0);
@@ -52,7 +52,7 @@ pub async fn run(pool: &Pool, storage: &Storage, ids: Option<&[i64]>) -> Result<
                 tracing::warn!(bucket, key, error = %e, "object deletion failed; will retry");
                 tx.execute(
                     "UPDATE object_deletions SET attempts = attempts + 1, last_error = $2, \
-                     next_attempt_at = now() + make_interval(secs => least(300, 2 ^ least(attempts, 8))) \
+                     next_attempt_at = clock_timestamp() + make_interval(secs => least(300, 2 ^ (least(attempts, 8) + 1))) \
                      WHERE id = $1",
                     &[&id, &e.to_string()],
                 )

@@ -1,0 +1,660 @@
+//! Spec 000, analysis-result files, through HTTP, the real worker, RabbitMQ, Postgres and the embedded S3
+//! endpoint with SigV4 enforced.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use ehealth_domain::{
+    analysis_file::{FILE_EXISTS, FILE_NOT_FOUND, NOT_UPLOADED},
+    ClientType,
+};
+use ehealth_infra::{amqp, identity, projection};
+use ehealth_tests::{http::Reply, Api, Party, TestApp};
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The files of one analysis, as one caller sees them.
+struct Files<'a> {
+    api: Api<'a>,
+    base: String,
+}
+
+impl<'a> Files<'a> {
+    fn new(app: &'a TestApp, party: &Party, patient_id: Uuid, analysis_id: Uuid) -> Self {
+        Self {
+            api: app.api(&party.token).without_api_key(),
+            base: format!("/api/erp/v1/patients/{patient_id}/analysis/{analysis_id}/files"),
+        }
+    }
+
+    async fn initialize(&self, name: &str) -> Reply {
+        let path = format!("{}/initialize/{name}", self.base);
+        self.api.request(Method::POST, &path, None, &[]).await
+    }
+
+    async fn finalize(&self, name: &str) -> Reply {
+        let path = format!("{}/{name}", self.base);
+        self.api.request(Method::POST, &path, None, &[]).await
+    }
+
+    async fn list(&self) -> Reply {
+        self.api.get(&self.base).await
+    }
+
+    async fn set_send(&self, id: &str, body: Value) -> Reply {
+        let path = format!("{}/{id}", self.base);
+        self.api
+            .request(Method::PATCH, &path, Some(body), &[])
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Reply {
+        let path = format!("{}/{id}", self.base);
+        self.api.request(Method::DELETE, &path, None, &[]).await
+    }
+
+    /// Initialize, PUT `bytes`, finalize: the finished finalize job.
+    async fn upload(&self, name: &str, bytes: &[u8]) -> ehealth_tests::JobResult {
+        let url = self.upload_url(name).await;
+        let put = put(&url, bytes.to_vec()).await;
+        assert!(put.status().is_success(), "{put:?}");
+        self.api.finished(self.finalize(name).await).await
+    }
+
+    async fn upload_url(&self, name: &str) -> String {
+        let reply = self.initialize(name).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert!(reply.body["data"]["expiresAt"].is_string(), "{reply:?}");
+        reply.body["data"]["url"].as_str().unwrap().to_owned()
+    }
+
+    /// The job's file id, from its link.
+    fn file_id(job: &ehealth_tests::JobResult) -> String {
+        job.location
+            .clone()
+            .unwrap_or_else(|| panic!("no location in {job:?}"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+async fn put(url: &str, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/pdf")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn download(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.unwrap()
+}
+
+async fn erp(app: &TestApp) -> Party {
+    app.party("MSP", ClientType::Msp, "gambit:erp job:read")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_uploaded_in_three_steps_and_downloaded_with_the_same_bytes() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
+    let files = Files::new(&app, &party, patient, analysis);
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+
+    let job = files.upload("результат аналізу (1).pdf", &bytes).await;
+    assert_eq!(job.status(), "processed", "{job:?}");
+    assert_eq!(
+        job.status_code(),
+        200,
+        "the document answers finalize with 200"
+    );
+    let id = Files::file_id(&job);
+
+    let list = files.list().await;
+    assert_eq!(list.status, StatusCode::OK, "{list:?}");
+    let data = list.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{list:?}");
+    let file = &data[0];
+    assert_eq!(file["id"], id);
+    assert_eq!(file["fileName"], "результат аналізу (1).pdf");
+    assert_eq!(file["size"], bytes.len());
+    assert_eq!(file["contentType"], "application/pdf");
+    assert_eq!(file["isSend"], false);
+    assert!(file["createdAt"].is_string() && file["updatedAt"].is_string());
+    let got = download(file["url"].as_str().unwrap()).await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    let one = files.api.get(&format!("{}/{id}", files.base)).await;
+    assert_eq!(one.status, StatusCode::OK, "{one:?}");
+    assert_eq!(one.body["data"]["fileName"], "результат аналізу (1).pdf");
+
+    // The projection is exactly what a rebuild from the events writes.
+    let live = {
+        let client = app.pool.get().await.unwrap();
+        projection::dump_table(&client, "analysis_files")
+            .await
+            .unwrap()
+    };
+    let mut client = app.pool.get().await.unwrap();
+    projection::rebuild_all(&mut client).await.unwrap();
+    assert_eq!(
+        projection::dump_table(&client, "analysis_files")
+            .await
+            .unwrap(),
+        live
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_under_prefer_wait_answers_200_with_the_file() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let url = files.upload_url("a.txt").await;
+    assert!(put(&url, b"hello".to_vec()).await.status().is_success());
+    let path = format!("{}/a.txt", files.base);
+    let reply = files
+        .api
+        .request(Method::POST, &path, None, &[("prefer", "wait=10")])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["data"]["fileName"], "a.txt");
+    assert_eq!(reply.body["data"]["size"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_refuses_tampered_and_expired_links() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+
+    let url = files.upload_url("a.pdf").await;
+    let tampered_key = url.replacen("a.pdf", "b.pdf", 1);
+    assert_eq!(
+        put(&tampered_key, b"x".to_vec()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let signature = url.split("X-Amz-Signature=").nth(1).unwrap()[..64].to_owned();
+    let flipped = format!(
+        "{}{}",
+        if signature.starts_with('0') { '1' } else { '0' },
+        &signature[1..]
+    );
+    let tampered_signature = url.replace(&signature, &flipped);
+    assert_eq!(
+        put(&tampered_signature, b"x".to_vec()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let job = files.upload("a.pdf", b"content").await;
+    let id = Files::file_id(&job);
+    let key = {
+        let rows = app
+            .query(
+                "SELECT object_key FROM analysis_files WHERE id = $1",
+                &[&id.parse::<Uuid>().unwrap()],
+            )
+            .await;
+        rows[0].get::<_, String>(0)
+    };
+    let short = app
+        .storage
+        .presign_get(&app.storage.files_bucket, &key, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(download(&short.url).await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        download(&short.url).await.status(),
+        StatusCode::FORBIDDEN,
+        "an expired link is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_without_an_upload_fails_the_job_with_409() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    files.upload_url("never.pdf").await;
+    let job = files.api.finished(files.finalize("never.pdf").await).await;
+    job.assert_failed(409, NOT_UPLOADED);
+    assert_eq!(files.list().await.body["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_exists_is_409_at_initialize_and_at_finalize() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    files.upload("a.pdf", b"one").await.assert_processed_file();
+    files
+        .initialize("a.pdf")
+        .await
+        .assert_error(409, FILE_EXISTS);
+    let job = files.api.finished(files.finalize("a.pdf").await).await;
+    job.assert_failed(409, FILE_EXISTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_finalizes_of_one_name_make_exactly_one_file() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let party = erp(&app).await;
+    let colleague = {
+        let client = app.pool.get().await.unwrap();
+        let user = identity::create_user(&client, party.legal_entity_id, None, None, true)
+            .await
+            .unwrap();
+        app.token(
+            user,
+            ClientType::Msp,
+            "gambit:erp job:read",
+            chrono::Duration::hours(1),
+        )
+        .await
+    };
+    let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
+    let (first, second) = {
+        let files = Files::new(&app, &party, patient, analysis);
+        let url = files.upload_url("a.pdf").await;
+        assert!(put(&url, b"bytes".to_vec()).await.status().is_success());
+        let first = files.finalize("a.pdf").await;
+        let second = Files {
+            api: app.api(&colleague).without_api_key(),
+            base: files.base.clone(),
+        }
+        .finalize("a.pdf")
+        .await;
+        (first.job_href(), second.job_href())
+    };
+    assert_ne!(first, second, "two callers, two jobs");
+    app.start_worker();
+    let files = Files::new(&app, &party, patient, analysis);
+    let results = [
+        files.api.poll_job(&first).await,
+        files.api.poll_job(&second).await,
+    ];
+    let processed = results.iter().filter(|r| r.status() == "processed").count();
+    assert_eq!(processed, 1, "{results:?}");
+    let failed = results.iter().find(|r| r.status() == "failed").unwrap();
+    failed.assert_failed(409, FILE_EXISTS);
+    assert_eq!(files.list().await.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_file_names_are_422() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let long = "a".repeat(256);
+    for name in [
+        "a%2Fb.pdf",
+        "a%5Cb.pdf",
+        "...",
+        "x..y",
+        "tab%09name",
+        "nul%00",
+        &long,
+    ] {
+        let reply = files.initialize(name).await;
+        assert_eq!(reply.status.as_u16(), 422, "{name}: {reply:?}");
+        assert_eq!(reply.body["error"]["type"], "validation_failed");
+        assert_eq!(reply.body["error"]["invalid"][0]["entry"], "$.fileName");
+        let reply = files.finalize(name).await;
+        assert_eq!(reply.status.as_u16(), 422, "{name}: {reply:?}");
+    }
+    // 255 bytes is the longest name.
+    assert_eq!(
+        files.initialize(&"a".repeat(255)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_body_that_is_not_exactly_is_send_is_422() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let id = Files::file_id(&files.upload("a.pdf", b"x").await);
+    for body in [
+        json!({}),
+        json!({ "isSend": "yes" }),
+        json!({ "isSend": null }),
+        json!({ "isSend": true, "extra": 1 }),
+        json!({ "is_send": true }),
+        json!([true]),
+    ] {
+        let reply = files.set_send(&id, body.clone()).await;
+        assert_eq!(reply.status.as_u16(), 422, "{body}: {reply:?}");
+        assert_eq!(reply.body["error"]["type"], "validation_failed");
+    }
+    let path = format!("{}/{id}", files.base);
+    for raw in ["", "not json"] {
+        let reply = reqwest::Client::new()
+            .patch(format!("{}{path}", app.address))
+            .bearer_auth(&party.token)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 422, "{raw:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn is_send_true_publishes_exactly_one_integration_event() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
+    let files = Files::new(&app, &party, patient, analysis);
+    let id = Files::file_id(&files.upload("a.pdf", b"send me").await);
+
+    let connection = amqp::connect(&app.config.amqp_url).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let topology = amqp::Topology::new(&app.config.queue_prefix);
+    topology
+        .declare(&channel, app.config.retry_delay_ms)
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().as_str().into(),
+            topology.events().as_str().into(),
+            "analysis_file.send_requested".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            "test".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        let job = files
+            .api
+            .finished(files.set_send(&id, json!({ "isSend": true })).await)
+            .await;
+        assert_eq!(job.status(), "processed", "{job:?}");
+    }
+    assert_eq!(files.list().await.body["data"][0]["isSend"], true);
+
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("an integration event")
+        .unwrap()
+        .unwrap();
+    delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+    assert_eq!(event["event_type"], "analysis_file.send_requested");
+    assert_eq!(event["file_id"], id);
+    assert_eq!(event["patient_id"], patient.to_string());
+    assert_eq!(event["analysis_id"], analysis.to_string());
+    assert!(event["download_url_expires_at"].is_string());
+    let got = download(event["download_url"].as_str().unwrap()).await;
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"send me");
+    let more = tokio::time::timeout(Duration::from_millis(1500), consumer.next()).await;
+    assert!(
+        more.is_err(),
+        "a second isSend=true changes nothing and publishes nothing"
+    );
+
+    // Back to false: recorded, not announced.
+    let job = files
+        .api
+        .finished(files.set_send(&id, json!({ "isSend": false })).await)
+        .await;
+    assert_eq!(job.status(), "processed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1000), consumer.next())
+            .await
+            .is_err()
+    );
+    let _ = connection.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_file_and_its_object() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let id = Files::file_id(&files.upload("a.pdf", b"bytes").await);
+    let url = files.list().await.body["data"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(download(&url).await.status(), StatusCode::OK);
+
+    let job = files.api.finished(files.delete(&id).await).await;
+    assert_eq!(job.status(), "processed", "{job:?}");
+    assert_eq!(files.list().await.body["data"], json!([]));
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            download(&url).await.status() == StatusCode::NOT_FOUND
+        })
+        .await,
+        "the object is deleted from storage"
+    );
+    assert_eq!(
+        app.query("SELECT 1 FROM object_deletions", &[]).await.len(),
+        0
+    );
+    // The history stays; the name is free again and goes to a new object.
+    assert_eq!(
+        app.query(
+            "SELECT 1 FROM events WHERE stream_type = 'analysis_files'",
+            &[]
+        )
+        .await
+        .len(),
+        2
+    );
+    let again = files.upload("a.pdf", b"new bytes").await;
+    assert_ne!(Files::file_id(&again), id);
+
+    let job = files.api.finished(files.delete(&id).await).await;
+    job.assert_failed(404, FILE_NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_limit_fails_422_and_is_removed() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let url = files.upload_url("big.bin").await;
+    let too_big = vec![7u8; usize::try_from(app.config.max_upload_bytes).unwrap() + 1];
+    assert!(put(&url, too_big).await.status().is_success());
+    let job = files.api.finished(files.finalize("big.bin").await).await;
+    assert_eq!(job.status(), "failed", "{job:?}");
+    assert_eq!(job.status_code(), 422);
+    assert_eq!(job.data["error"]["invalid"][0]["entry"], "$.file");
+    let object_url = url.split('?').next().unwrap();
+    let key = object_url
+        .split(&format!("/{}/", app.config.s3_bucket_files))
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            app.storage
+                .head(&app.storage.files_bucket, &key)
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await,
+        "the refused object is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_gambit_scope_every_call_is_403() {
+    let app = TestApp::spawn().await;
+    let party = app
+        .party("MSP", ClientType::Msp, "service_request:read job:read")
+        .await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let id = Uuid::new_v4().to_string();
+    for reply in [
+        files.initialize("a.pdf").await,
+        files.finalize("a.pdf").await,
+        files.list().await,
+        files.set_send(&id, json!({ "isSend": true })).await,
+        files.delete(&id).await,
+    ] {
+        reply.assert_error(403, "invalid scopes");
+    }
+    let anonymous = app.api("not-a-token").without_api_key();
+    anonymous
+        .get(&files.base)
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_legal_entity_sees_nothing_of_a_clinics_files() {
+    let app = TestApp::spawn().await;
+    let (owner, other) = (erp(&app).await, erp(&app).await);
+    let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
+    let mine = Files::new(&app, &owner, patient, analysis);
+    let theirs = Files::new(&app, &other, patient, analysis);
+    let id = Files::file_id(&mine.upload("a.pdf", b"private").await);
+
+    assert_eq!(theirs.list().await.body["data"], json!([]));
+    theirs
+        .api
+        .get(&format!("{}/{id}", theirs.base))
+        .await
+        .assert_error(404, FILE_NOT_FOUND);
+    theirs
+        .api
+        .finished(theirs.set_send(&id, json!({ "isSend": true })).await)
+        .await
+        .assert_failed(404, FILE_NOT_FOUND);
+    theirs
+        .api
+        .finished(theirs.delete(&id).await)
+        .await
+        .assert_failed(404, FILE_NOT_FOUND);
+    // Their own namespace: the same name is free for them.
+    assert_eq!(theirs.initialize("a.pdf").await.status, StatusCode::OK);
+    // And the owner's file is untouched.
+    let list = mine.list().await;
+    assert_eq!(list.body["data"][0]["isSend"], false);
+}
+
+trait ProcessedFile {
+    fn assert_processed_file(&self);
+}
+
+impl ProcessedFile for ehealth_tests::JobResult {
+    #[track_caller]
+    fn assert_processed_file(&self) {
+        assert_eq!(self.status(), "processed", "{self:?}");
+        assert_eq!(self.http_status, StatusCode::SEE_OTHER, "{self:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deletion_that_fails_is_kept_and_retried_until_it_succeeds() {
+    use ehealth_infra::storage::{deletions, Storage};
+    let app = TestApp::spawn_without_worker().await;
+    let bucket = app.storage.files_bucket.clone();
+    let url = app
+        .storage
+        .presign_put(&bucket, "k/0/x.bin", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(put(&url.url, b"x".to_vec()).await.status().is_success());
+    let id = {
+        let client = app.pool.get().await.unwrap();
+        deletions::schedule(&client, &bucket, "k/0/x.bin")
+            .await
+            .unwrap()
+    };
+
+    let unreachable = Storage::new(&ehealth_infra::Config {
+        s3_endpoint: Some("http://127.0.0.1:9".to_owned()),
+        ..app.config.clone()
+    });
+    assert_eq!(
+        deletions::run(&app.pool, &unreachable, Some(&[id]))
+            .await
+            .unwrap(),
+        0
+    );
+    let row = &app
+        .query(
+            "SELECT attempts, last_error, next_attempt_at > now() FROM object_deletions WHERE id = $1",
+            &[&id],
+        )
+        .await[0];
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert!(row.get::<_, Option<String>>(1).is_some());
+    assert!(row.get::<_, bool>(2), "the retry waits");
+    assert!(app
+        .storage
+        .head(&bucket, "k/0/x.bin")
+        .await
+        .unwrap()
+        .is_some());
+
+    // Not due yet: a sweep leaves it; once due, the sweep deletes the object and the row.
+    assert_eq!(
+        deletions::run(&app.pool, &app.storage, None).await.unwrap(),
+        0
+    );
+    app.query(
+        "UPDATE object_deletions SET next_attempt_at = now() WHERE id = $1",
+        &[&id],
+    )
+    .await;
+    assert_eq!(
+        deletions::run(&app.pool, &app.storage, None).await.unwrap(),
+        1
+    );
+    assert!(app
+        .storage
+        .head(&bucket, "k/0/x.bin")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(app
+        .query("SELECT 1 FROM object_deletions", &[])
+        .await
+        .is_empty());
+    // Deleting what is already gone succeeds.
+    app.storage.delete(&bucket, "k/0/x.bin").await.unwrap();
+}
