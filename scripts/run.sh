@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs the service on this machine: PostgreSQL and RabbitMQ (started if down), a release build,
-# migrations, then ehealth-worker in the background and ehealth-api in the foreground. Ctrl-C stops both.
+# migrations, then ehealth-worker in the background and ehealth-api (with the embedded S3 endpoint) in the
+# foreground. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -23,5 +24,5 @@ target/release/ehealth-api &
 api=$!
 stop() { kill -TERM "$api" "$worker" 2>/dev/null || true; wait "$api" "$worker" 2>/dev/null || true; }
 trap stop INT TERM EXIT
-say "api on http://$HTTP_ADDR (worker pid $worker); Ctrl-C stops both"
+say "api on http://$HTTP_ADDR, embedded S3 on ${S3_EMBEDDED_ADDR:-127.0.0.1:9000} unless S3_ENDPOINT is set (worker pid $worker); Ctrl-C stops both"
 wait -n "$api" "$worker" || true
