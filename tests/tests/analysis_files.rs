@@ -164,7 +164,11 @@ async fn finalize_under_prefer_wait_answers_200_with_the_file() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    // Initializing again before finalizing is fine: a fresh link to the same upload.
+    let first = files.upload_url("a.txt").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let url = files.upload_url("a.txt").await;
+    assert_ne!(first, url, "a fresh link");
     assert!(put(&url, b"hello".to_vec()).await.status().is_success());
     let path = format!("{}/a.txt", files.base);
     let reply = files
@@ -174,6 +178,11 @@ async fn finalize_under_prefer_wait_answers_200_with_the_file() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body["data"]["fileName"], "a.txt");
     assert_eq!(reply.body["data"]["size"], 5);
+    let listed = files.list().await.body["data"][0].clone();
+    assert_eq!(
+        listed["createdAt"], reply.body["data"]["createdAt"],
+        "the job's answer and the projection agree"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

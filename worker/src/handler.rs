@@ -193,7 +193,11 @@ async fn run<A: Handled>(
         }
     };
     let loaded = event_store::load::<A>(tx, job.stream_id).await?;
-    let mut ctx = Context::new(Utc::now(), job.actor.clone());
+    // Microseconds, as Postgres keeps them: times the domain writes into events read back the same from the
+    // projection.
+    let now = Utc::now();
+    let now = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let mut ctx = Context::new(now, job.actor.clone());
     A::prepare(&mut command, &mut ctx, &loaded.state, tx, storage).await?;
     let decision = A::decide(&loaded.state, command.clone(), &ctx);
     let effects = A::effects(

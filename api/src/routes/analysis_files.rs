@@ -61,13 +61,21 @@ fn stream(principal: &Principal, patient_id: Uuid, analysis_id: Uuid) -> Uuid {
     stream_id(principal.legal_entity_id, patient_id, analysis_id)
 }
 
-fn command_request(stream_id: Uuid, command: &Command) -> CommandRequest {
-    CommandRequest {
+/// Enqueues `command` on the caller's stream of the analysis.
+async fn enqueue(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    (patient_id, analysis_id): (Uuid, Uuid),
+    command: &Command,
+) -> Result<Response, ApiError> {
+    let request = CommandRequest {
         job_type: format!("{}.{}", AnalysisFilesAggregate::STREAM_TYPE, command.name()),
         stream_type: AnalysisFilesAggregate::STREAM_TYPE,
-        stream_id,
+        stream_id: stream(principal, patient_id, analysis_id),
         command: serde_json::to_value(command).unwrap_or_default(),
-    }
+    };
+    intake::enqueue(state, principal, headers, request).await
 }
 
 fn file_id(value: &str) -> Result<Uuid, ApiError> {
@@ -113,12 +121,12 @@ async fn finalize(
         max_bytes: state.config.max_upload_bytes,
         object: None,
     };
-    let stream = stream(principal, patient_id, analysis_id);
-    intake::enqueue(
+    enqueue(
         &state,
         principal,
         &headers,
-        command_request(stream, &command),
+        (patient_id, analysis_id),
+        &command,
     )
     .await
 }
@@ -201,12 +209,12 @@ async fn set_send(
         file_id,
         is_send: body.is_send,
     };
-    let stream = stream(principal, patient_id, analysis_id);
-    intake::enqueue(
+    enqueue(
         &state,
         principal,
         &headers,
-        command_request(stream, &command),
+        (patient_id, analysis_id),
+        &command,
     )
     .await
 }
@@ -222,12 +230,12 @@ async fn delete(
     let command = Command::Delete {
         file_id: file_id(&id)?,
     };
-    let stream = stream(principal, patient_id, analysis_id);
-    intake::enqueue(
+    enqueue(
         &state,
         principal,
         &headers,
-        command_request(stream, &command),
+        (patient_id, analysis_id),
+        &command,
     )
     .await
 }

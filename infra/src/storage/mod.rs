@@ -40,6 +40,13 @@ pub struct Presigned {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a presigned link lets its holder do.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Put,
+    Get,
+}
+
 /// What a HEAD request tells about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -145,13 +152,6 @@ impl Storage {
         Ok(())
     }
 
-    fn presigning(&self, ttl: Duration) -> Result<(PresigningConfig, DateTime<Utc>), StorageError> {
-        let config = PresigningConfig::expires_in(ttl).map_err(|e| StorageError(e.to_string()))?;
-        let expires_at = Utc::now()
-            + chrono::Duration::from_std(ttl).map_err(|e| StorageError(e.to_string()))?;
-        Ok((config, expires_at))
-    }
-
     /// A link that uploads one object with `PUT`, valid for `ttl`.
     pub async fn presign_put(
         &self,
@@ -159,18 +159,7 @@ impl Storage {
         key: &str,
         ttl: Duration,
     ) -> Result<Presigned, StorageError> {
-        let (config, expires_at) = self.presigning(ttl)?;
-        let request = self
-            .presigner
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(config)
-            .await?;
-        Ok(Presigned {
-            url: request.uri().to_owned(),
-            expires_at,
-        })
+        self.presign(Action::Put, bucket, key, ttl).await
     }
 
     /// A link that downloads one object with `GET`, valid for `ttl`.
@@ -180,14 +169,29 @@ impl Storage {
         key: &str,
         ttl: Duration,
     ) -> Result<Presigned, StorageError> {
-        let (config, expires_at) = self.presigning(ttl)?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(config)
-            .await?;
+        self.presign(Action::Get, bucket, key, ttl).await
+    }
+
+    async fn presign(
+        &self,
+        action: Action,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(|e| StorageError(e.to_string()))?;
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(ttl).map_err(|e| StorageError(e.to_string()))?;
+        let request = match action {
+            Action::Put => {
+                let put = self.presigner.put_object().bucket(bucket).key(key);
+                put.presigned(config).await?
+            }
+            Action::Get => {
+                let get = self.presigner.get_object().bucket(bucket).key(key);
+                get.presigned(config).await?
+            }
+        };
         Ok(Presigned {
             url: request.uri().to_owned(),
             expires_at,
