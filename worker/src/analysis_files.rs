@@ -92,7 +92,6 @@ impl Handled for AnalysisFilesAggregate {
     /// Deleted files and refused oversized uploads lose their objects; a file marked to be sent is announced
     /// with a download link.
     async fn effects(
-        _stream_id: Uuid,
         command: &Command,
         before: &State,
         decision: &Result<Vec<Event>, Rejection>,

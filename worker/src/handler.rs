@@ -61,7 +61,6 @@ pub trait Handled: Projection {
 
     /// What must happen after the commit, for a decision or a rejection.
     fn effects(
-        _stream_id: Uuid,
         _command: &Self::Command,
         _before: &Self::State,
         _decision: &Result<Vec<Self::Event>, Rejection>,
@@ -200,15 +199,7 @@ async fn run<A: Handled>(
     let mut ctx = Context::new(now, job.actor.clone());
     A::prepare(&mut command, &mut ctx, &loaded.state, tx, storage).await?;
     let decision = A::decide(&loaded.state, command.clone(), &ctx);
-    let effects = A::effects(
-        job.stream_id,
-        &command,
-        &loaded.state,
-        &decision,
-        &ctx,
-        storage,
-    )
-    .await?;
+    let effects = A::effects(&command, &loaded.state, &decision, &ctx, storage).await?;
     let mut deletions = Vec::new();
     for (bucket, key) in &effects.deletions {
         deletions.push(deletions::schedule(tx, bucket, key).await?);
