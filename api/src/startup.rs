@@ -46,11 +46,13 @@ impl Application {
         let embedded_s3 = match config.s3_endpoint {
             Some(_) => None,
             None => {
+                // Without an endpoint there are always static keys: the configured ones or the defaults.
+                let (id, secret) = config.s3_static_keys().unwrap_or_default();
                 let s3 = EmbeddedS3::start(
                     &config.s3_embedded_addr,
                     Path::new(&config.data_dir),
-                    &config.s3_access_key_id,
-                    &config.s3_secret_access_key,
+                    &id,
+                    &secret,
                 )
                 .await?;
                 config.s3_embedded_addr = s3.local_addr().to_string();

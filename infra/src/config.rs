@@ -6,6 +6,11 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The embedded store's account when `S3_ACCESS_KEY_ID` is not set.
+pub const EMBEDDED_ACCESS_KEY_ID: &str = "ehealth";
+/// The embedded store's secret when `S3_SECRET_ACCESS_KEY` is not set. Local use only.
+pub const EMBEDDED_SECRET_ACCESS_KEY: &str = "ehealth-local-secret";
+
 /// Every setting of the service. Each field is read from the environment variable of the same name in upper
 /// case (`DATABASE_URL`, `AMQP_URL`, …); README.md documents them all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +49,11 @@ pub struct Config {
     pub s3_public_endpoint: Option<String>,
     /// Region used to sign requests.
     pub s3_region: String,
-    /// Access key id (also the embedded store's only account).
-    pub s3_access_key_id: String,
-    /// Secret access key.
-    pub s3_secret_access_key: String,
+    /// Access key id. Unset with `S3_ENDPOINT` set: the AWS default credential chain (environment, profile,
+    /// web identity, ECS, instance metadata). Unset for the embedded store: [`EMBEDDED_ACCESS_KEY_ID`].
+    pub s3_access_key_id: Option<String>,
+    /// Secret access key, set together with `S3_ACCESS_KEY_ID`.
+    pub s3_secret_access_key: Option<String>,
     /// Path-style addressing (`http://host/bucket/key`), as MinIO, Ceph and the embedded store need.
     pub s3_force_path_style: bool,
     /// Bucket of analysis-result files (spec 000).
@@ -82,8 +88,8 @@ impl Default for Config {
             s3_endpoint: None,
             s3_public_endpoint: None,
             s3_region: "us-east-1".to_owned(),
-            s3_access_key_id: "ehealth".to_owned(),
-            s3_secret_access_key: "ehealth-local-secret".to_owned(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             s3_force_path_style: true,
             s3_bucket_files: "analysis-files".to_owned(),
             presign_ttl_seconds: 600,
@@ -170,9 +176,10 @@ impl Config {
                 "PRESIGN_TTL_SECONDS must be 1 to 604800 (7 days, the SigV4 limit)".to_owned(),
             ));
         }
-        if self.s3_access_key_id.is_empty() || self.s3_secret_access_key.is_empty() {
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
             return Err(ConfigError(
-                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set".to_owned(),
+                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not at all"
+                    .to_owned(),
             ));
         }
         Ok(())
@@ -183,6 +190,19 @@ impl Config {
         self.s3_endpoint
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.s3_embedded_addr))
+    }
+
+    /// Static S3 keys: the configured ones, else the embedded store's defaults when no `S3_ENDPOINT` is set,
+    /// else `None` (use the AWS default credential chain).
+    pub fn s3_static_keys(&self) -> Option<(String, String)> {
+        match (&self.s3_access_key_id, &self.s3_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            _ if self.s3_endpoint.is_none() => Some((
+                EMBEDDED_ACCESS_KEY_ID.to_owned(),
+                EMBEDDED_SECRET_ACCESS_KEY.to_owned(),
+            )),
+            _ => None,
+        }
     }
 
     /// The legal entity types of `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.
@@ -202,5 +222,41 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.http_addr))
             .trim_end_matches('/')
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_keys_are_the_configured_ones_the_embedded_defaults_or_the_default_chain() {
+        let embedded = Config::default();
+        assert_eq!(
+            embedded.s3_static_keys(),
+            Some((
+                EMBEDDED_ACCESS_KEY_ID.to_owned(),
+                EMBEDDED_SECRET_ACCESS_KEY.to_owned()
+            ))
+        );
+        let external = Config {
+            s3_endpoint: Some("https://s3.eu-central-1.amazonaws.com".to_owned()),
+            ..Config::default()
+        };
+        assert_eq!(external.s3_static_keys(), None, "the AWS default chain");
+        let keyed = Config {
+            s3_access_key_id: Some("id".to_owned()),
+            s3_secret_access_key: Some("secret".to_owned()),
+            ..external.clone()
+        };
+        assert_eq!(
+            keyed.s3_static_keys(),
+            Some(("id".to_owned(), "secret".to_owned()))
+        );
+        let half = Config {
+            s3_access_key_id: Some("id".to_owned()),
+            ..external
+        };
+        assert!(half.validate().is_err());
     }
 }

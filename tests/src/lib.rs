@@ -64,15 +64,14 @@ impl TestApp {
         let db_name = db::create_test_database().await;
         let data_dir =
             std::env::temp_dir().join(format!("ehealth-test-{}", Uuid::new_v4().simple()));
-        let credentials = Config::default();
-        let s3 = ehealth_api::embedded_s3::EmbeddedS3::start(
-            "127.0.0.1:0",
-            &data_dir,
-            &credentials.s3_access_key_id,
-            &credentials.s3_secret_access_key,
-        )
-        .await
-        .unwrap();
+        let (key_id, secret) = (
+            ehealth_infra::config::EMBEDDED_ACCESS_KEY_ID,
+            ehealth_infra::config::EMBEDDED_SECRET_ACCESS_KEY,
+        );
+        let s3 =
+            ehealth_api::embedded_s3::EmbeddedS3::start("127.0.0.1:0", &data_dir, key_id, secret)
+                .await
+                .unwrap();
         let s3_endpoint = s3.endpoint();
         let (stop_s3, s3_stopped) = oneshot::channel::<()>();
         let s3_handle = tokio::spawn(async move {
@@ -81,6 +80,8 @@ impl TestApp {
         });
         let config = Config {
             s3_endpoint: Some(s3_endpoint),
+            s3_access_key_id: Some(key_id.to_owned()),
+            s3_secret_access_key: Some(secret.to_owned()),
             max_upload_bytes: 1024 * 1024,
             database_url: db::database_url(&db_name),
             amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| Config::default().amqp_url),

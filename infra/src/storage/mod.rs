@@ -7,10 +7,12 @@ pub mod deletions;
 
 use std::time::Duration;
 
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_credential_types::provider::future;
 use aws_sdk_s3::{
     config::{
-        timeout::TimeoutConfig, BehaviorVersion, Credentials, Region, RequestChecksumCalculation,
-        ResponseChecksumValidation,
+        timeout::TimeoutConfig, BehaviorVersion, Credentials, ProvideCredentials, Region,
+        RequestChecksumCalculation, ResponseChecksumValidation, SharedCredentialsProvider,
     },
     error::{DisplayErrorContext, SdkError},
     presigning::PresigningConfig,
@@ -78,14 +80,50 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-fn client(config: &Config, endpoint: String) -> Client {
-    let credentials = Credentials::new(
-        &config.s3_access_key_id,
-        &config.s3_secret_access_key,
-        None,
-        None,
-        "ehealth-config",
-    );
+/// The AWS default credential chain (environment, profile, web identity, ECS, instance metadata), built on
+/// first use so that building a [`Storage`] stays synchronous and offline.
+#[derive(Debug)]
+struct DefaultChain {
+    region: Region,
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+}
+
+impl ProvideCredentials for DefaultChain {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| {
+                    DefaultCredentialsChain::builder()
+                        .region(self.region.clone())
+                        .build()
+                })
+                .await;
+            chain.provide_credentials().await
+        })
+    }
+}
+
+fn credentials(config: &Config) -> SharedCredentialsProvider {
+    match config.s3_static_keys() {
+        Some((id, secret)) => SharedCredentialsProvider::new(Credentials::new(
+            id,
+            secret,
+            None,
+            None,
+            "ehealth-config",
+        )),
+        None => SharedCredentialsProvider::new(DefaultChain {
+            region: Region::new(config.s3_region.clone()),
+            chain: tokio::sync::OnceCell::new(),
+        }),
+    }
+}
+
+fn client(config: &Config, endpoint: String, credentials: SharedCredentialsProvider) -> Client {
     let s3 = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(config.s3_region.clone()))
@@ -114,9 +152,10 @@ impl Storage {
             .s3_public_endpoint
             .clone()
             .unwrap_or_else(|| endpoint.clone());
+        let credentials = credentials(config);
         Self {
-            client: client(config, endpoint),
-            presigner: client(config, public),
+            client: client(config, endpoint, credentials.clone()),
+            presigner: client(config, public, credentials),
             presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
             files_bucket: config.s3_bucket_files.clone(),
         }
