@@ -43,6 +43,33 @@ pub struct TestApp {
     worker: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
+/// A subscription to integration events (see [`TestApp::subscribe`]).
+pub struct Subscription {
+    connection: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+impl Subscription {
+    /// The next event's JSON body (acknowledged), or `None` if none arrives within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .ok()??
+            .unwrap();
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+        Some(serde_json::from_slice(&delivery.data).unwrap())
+    }
+
+    /// Closes the connection (and with it the exclusive queue).
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
 /// A legal entity with one user and a token.
 #[derive(Debug, Clone)]
 pub struct Party {
@@ -204,6 +231,52 @@ impl TestApp {
     ) -> Vec<tokio_postgres::Row> {
         let client = self.pool.get().await.unwrap();
         client.query(sql, params).await.unwrap()
+    }
+
+    /// Subscribes to integration events on `<prefix>.events` whose routing key matches `pattern` (topic
+    /// syntax), through an exclusive queue that goes with the returned connection.
+    pub async fn subscribe(&self, pattern: &str) -> Subscription {
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let connection = amqp::connect(&self.config.amqp_url).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let topology = amqp::Topology::new(&self.config.queue_prefix);
+        topology
+            .declare(&channel, self.config.retry_delay_ms)
+            .await
+            .unwrap();
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.name().as_str().into(),
+                topology.events().as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let consumer = channel
+            .basic_consume(
+                queue.name().as_str().into(),
+                "test".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Subscription {
+            connection,
+            consumer,
+        }
     }
 
     /// Waits until `check` is true, polling, for at most `timeout`.

@@ -9,13 +9,8 @@ use ehealth_domain::{
     analysis_file::{FILE_EXISTS, FILE_NOT_FOUND, NOT_UPLOADED},
     ClientType,
 };
-use ehealth_infra::{amqp, identity, projection};
+use ehealth_infra::{identity, projection};
 use ehealth_tests::{http::Reply, Api, Party, TestApp};
-use futures_util::StreamExt;
-use lapin::{
-    options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
-};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -372,44 +367,7 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     let files = Files::new(&app, &party, patient, analysis);
     let id = Files::file_id(&files.upload("a.pdf", b"send me").await);
 
-    let connection = amqp::connect(&app.config.amqp_url).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let topology = amqp::Topology::new(&app.config.queue_prefix);
-    topology
-        .declare(&channel, app.config.retry_delay_ms)
-        .await
-        .unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().as_str().into(),
-            topology.events().as_str().into(),
-            "analysis_file.send_requested".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().as_str().into(),
-            "test".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = app.subscribe("analysis_file.send_requested").await;
 
     for _ in 0..2 {
         let job = files
@@ -420,13 +378,10 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     }
     assert_eq!(files.list().await.body["data"][0]["isSend"], true);
 
-    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+    let event = events
+        .next(Duration::from_secs(10))
         .await
-        .expect("an integration event")
-        .unwrap()
-        .unwrap();
-    delivery.ack(BasicAckOptions::default()).await.unwrap();
-    let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+        .expect("an integration event");
     assert_eq!(event["event_type"], "analysis_file.send_requested");
     assert_eq!(event["file_id"], id);
     assert_eq!(event["patient_id"], patient.to_string());
@@ -434,9 +389,8 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     assert!(event["download_url_expires_at"].is_string());
     let got = download(event["download_url"].as_str().unwrap()).await;
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"send me");
-    let more = tokio::time::timeout(Duration::from_millis(1500), consumer.next()).await;
     assert!(
-        more.is_err(),
+        events.next(Duration::from_millis(1500)).await.is_none(),
         "a second isSend=true changes nothing and publishes nothing"
     );
 
@@ -446,12 +400,8 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
         .finished(files.set_send(&id, json!({ "isSend": false })).await)
         .await;
     assert_eq!(job.status(), "processed");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1000), consumer.next())
-            .await
-            .is_err()
-    );
-    let _ = connection.close(200, "done".into()).await;
+    assert!(events.next(Duration::from_millis(1000)).await.is_none());
+    events.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,67 +389,22 @@ async fn rebuilding_the_projection_from_the_log_gives_exactly_the_live_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_change_is_published_as_an_integration_event() {
-    use futures_util::StreamExt;
-    use lapin::options::{
-        BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions,
-    };
-    use lapin::types::FieldTable;
-
     let app = TestApp::spawn().await;
     let msp = app.msp().await;
-    let topology = ehealth_infra::amqp::Topology::new(&app.config.queue_prefix);
-    let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    topology
-        .declare(&channel, app.config.retry_delay_ms)
-        .await
-        .unwrap();
-    let queue = format!("{}.test-status", app.config.queue_prefix);
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.as_str().into(), options, FieldTable::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            topology.events().as_str().into(),
-            "service_request.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = app.subscribe("service_request.#").await;
 
     let id = app
         .api(&msp.token)
         .created_service_request(Uuid::new_v4(), false)
         .await;
-    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+    let event = events
+        .next(std::time::Duration::from_secs(10))
         .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    delivery.ack(BasicAckOptions::default()).await.unwrap();
-    let event: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        .expect("a StatusChangeEvent");
     assert_eq!(event["event_type"], "StatusChangeEvent");
     assert_eq!(event["entity_type"], "service_request");
     assert_eq!(event["entity_id"], id.to_string());
     assert_eq!(event["properties"]["status"]["new_value"], "active");
     assert_eq!(event["changed_by"], msp.user_id.to_string());
+    events.close().await;
 }
