@@ -102,11 +102,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// The embedded object store's address, when the api serves one.
-    pub fn embedded_s3_addr(&self) -> Option<SocketAddr> {
-        self.embedded_s3.as_ref().map(EmbeddedS3::local_addr)
-    }
-
     /// Serves until `shutdown` resolves, then finishes in-flight requests and stops the embedded store.
     pub async fn run_until(
         self,

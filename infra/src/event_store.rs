@@ -225,6 +225,13 @@ pub struct Appended {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// The current time at the precision Postgres stores (microseconds), so that a time written into an event
+/// or a row reads back exactly as it was computed.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 /// Appends `events` to `stream_id`, expecting the stream to be exactly as `loaded` saw it. Runs inside the
 /// caller's transaction so that projections and the job are written atomically with the events.
 pub async fn append<A: Aggregate>(
@@ -235,8 +242,7 @@ pub async fn append<A: Aggregate>(
     metadata: &Metadata,
 ) -> Result<Appended, StoreError> {
     // Microsecond precision: what Postgres stores, so the hash can be recomputed from the row.
-    let now = Utc::now();
-    let recorded_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let recorded_at = now();
     let metadata = serde_json::to_value(metadata)?;
 
     let mut prev = loaded.last_hash.clone();

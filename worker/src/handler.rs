@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use chrono::Utc;
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
     analysis_file::AnalysisFilesAggregate,
@@ -192,11 +191,8 @@ async fn run<A: Handled>(
         }
     };
     let loaded = event_store::load::<A>(tx, job.stream_id).await?;
-    // Microseconds, as Postgres keeps them: times the domain writes into events read back the same from the
-    // projection.
-    let now = Utc::now();
-    let now = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let mut ctx = Context::new(now, job.actor.clone());
+    // At Postgres's precision: times the domain writes into events read back the same from the projection.
+    let mut ctx = Context::new(event_store::now(), job.actor.clone());
     A::prepare(&mut command, &mut ctx, &loaded.state, tx, storage).await?;
     let decision = A::decide(&loaded.state, command.clone(), &ctx);
     let effects = A::effects(&command, &loaded.state, &decision, &ctx, storage).await?;
