@@ -1,12 +1,26 @@
-//! RabbitMQ: the topology every process declares, and a publisher with confirms.
+//! RabbitMQ: the topology every process declares, and a publisher with confirms, `mandatory` and time-outs.
 //!
 //! With `QUEUE_PREFIX = p`:
 //! - `p.commands` (direct exchange) → `p.commands` (durable quorum queue, `x-delivery-limit`, dead-lettered to
 //!   `p.dead`): one message per job.
-//! - `p.commands.retry` (durable queue, per-queue TTL `RETRY_DELAY_MS`, dead-lettered back to `p.commands`):
-//!   where the worker parks a command that hit a transient fault.
-//! - `p.dead` (direct exchange) → `p.commands.dead`: poison messages, for operators.
-//! - `p.events` (topic exchange): integration events for downstream consumers.
+//! - `p.commands.retry.<ms>` (durable quorum queues, one per retry delay: `RETRY_DELAY_MS` doubling up to
+//!   `RETRY_MAX_DELAY_MS`): where the worker parks a command that hit a transient fault. Each message carries
+//!   its own jittered expiration (at most 20 % over the queue's delay, so the head of a queue never holds
+//!   back a message much); expired messages are dead-lettered back to `p.commands` **at least once**
+//!   (`x-dead-letter-strategy`, which needs `x-overflow = reject-publish`).
+//! - `p.dead` (direct exchange) → `p.commands.dead` (quorum): exhausted and poison messages. The worker's
+//!   dead-letter consumer ends each one's job as `failed_with_error`.
+//! - `p.events` (topic exchange, alternate exchange `p.events.unrouted`): integration events for downstream
+//!   consumers. An event no queue is bound for lands in `p.events.unrouted` (a durable quorum queue) instead
+//!   of being dropped, so a sender that binds later can still be given it.
+//!
+//! Every publish is `mandatory` and confirmed: a command no queue takes is an error, never a silent success.
+//! Every broker call is bounded by `AMQP_TIMEOUT_MS`.
+
+use std::{
+    sync::Mutex as StdMutex,
+    time::{Duration, Instant},
+};
 
 use lapin::{
     options::{
@@ -16,10 +30,14 @@ use lapin::{
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
+use rand::Rng;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::outbox::{self, OutboxMessage};
+use crate::{
+    outbox::{self, OutboxMessage},
+    Config,
+};
 
 /// A broker fault. Always transient from the service's point of view: retried or relayed later.
 #[derive(Debug, thiserror::Error)]
@@ -30,25 +48,47 @@ pub enum AmqpError {
     /// The broker refused a publish (nack).
     #[error("the broker did not confirm the message")]
     NotConfirmed,
+    /// No queue took a mandatory message: the broker returned it.
+    #[error("the broker returned the message: no queue is bound for {0}")]
+    Unroutable(String),
     /// The broker ended a consumer (its queue was deleted, the connection closed).
     #[error("the broker cancelled the consumer")]
     ConsumerCancelled,
-}
-
-/// The names of the exchanges and queues for one `QUEUE_PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    prefix: String,
+    /// The connection or channel was lost (noticed by the watchdog or a heartbeat).
+    #[error("the broker connection was lost")]
+    ConnectionLost,
+    /// The broker blocked publishing (a resource alarm).
+    #[error("the broker blocks publishing (resource alarm)")]
+    Blocked,
+    /// A broker call took longer than `AMQP_TIMEOUT_MS`.
+    #[error("the broker did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Redeliveries (crashes, requeues) a quorum queue allows before dead-lettering a message.
 pub const DELIVERY_LIMIT: i32 = 10;
+/// The heartbeat asked of the broker, in seconds: a dead connection is noticed within two of them.
+pub const HEARTBEAT_SECONDS: u16 = 10;
+/// The most a retry delay is stretched by jitter, as a fraction of the delay.
+pub const RETRY_JITTER: f64 = 0.2;
+
+/// The names of the exchanges and queues for one `QUEUE_PREFIX`, and the retry delays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+    retry_delays: Vec<Duration>,
+}
 
 impl Topology {
-    /// The topology of `prefix`.
-    pub fn new(prefix: &str) -> Self {
+    /// The topology of `config`'s `QUEUE_PREFIX` and retry settings.
+    pub fn new(config: &Config) -> Self {
+        let mut retry_delays: Vec<Duration> = (1..config.worker_max_attempts.max(2))
+            .map(|attempt| config.retry_delay(attempt))
+            .collect();
+        retry_delays.dedup();
         Self {
-            prefix: prefix.to_owned(),
+            prefix: config.queue_prefix.clone(),
+            retry_delays,
         }
     }
 
@@ -57,9 +97,35 @@ impl Topology {
         format!("{}.commands", self.prefix)
     }
 
-    /// The delayed-retry queue.
-    pub fn retry_queue(&self) -> String {
-        format!("{}.commands.retry", self.prefix)
+    /// The delayed-retry queue of `delay`.
+    fn retry_queue_of(&self, delay: Duration) -> String {
+        format!("{}.commands.retry.{}", self.prefix, delay.as_millis())
+    }
+
+    /// Every delayed-retry queue.
+    pub fn retry_queues(&self) -> Vec<String> {
+        self.retry_delays
+            .iter()
+            .map(|d| self.retry_queue_of(*d))
+            .collect()
+    }
+
+    /// The retry queue a command parks in before attempt `attempt` + 1, and the jittered expiration of its
+    /// message there.
+    pub fn retry_route(&self, delay: Duration) -> (String, Duration) {
+        let queue_delay = self
+            .retry_delays
+            .iter()
+            .copied()
+            .filter(|d| *d <= delay)
+            .max()
+            .or_else(|| self.retry_delays.first().copied())
+            .unwrap_or(delay);
+        let jitter = rand::thread_rng().gen_range(0.0..RETRY_JITTER);
+        (
+            self.retry_queue_of(queue_delay),
+            queue_delay.mul_f64(1.0 + jitter),
+        )
     }
 
     /// The dead-letter exchange.
@@ -77,104 +143,153 @@ impl Topology {
         format!("{}.events", self.prefix)
     }
 
+    /// The alternate exchange and queue of integration events no queue was bound for.
+    pub fn unrouted_events(&self) -> String {
+        format!("{}.events.unrouted", self.prefix)
+    }
+
     /// The broker exchange of an outbox row's logical exchange.
     pub fn exchange_for(&self, logical: &str) -> String {
         format!("{}.{logical}", self.prefix)
     }
 
     /// Declares everything (idempotent).
-    pub async fn declare(&self, channel: &Channel, retry_delay_ms: u64) -> Result<(), AmqpError> {
+    pub async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
         };
-        let queue = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        for (name, kind) in [
-            (self.commands(), ExchangeKind::Direct),
-            (self.dead_exchange(), ExchangeKind::Direct),
-            (self.events(), ExchangeKind::Topic),
+        let mut events_args = FieldTable::default();
+        events_args.insert(
+            "alternate-exchange".into(),
+            AMQPValue::LongString(self.unrouted_events().into()),
+        );
+        for (name, kind, args) in [
+            (self.commands(), ExchangeKind::Direct, FieldTable::default()),
+            (
+                self.dead_exchange(),
+                ExchangeKind::Direct,
+                FieldTable::default(),
+            ),
+            (
+                self.unrouted_events(),
+                ExchangeKind::Fanout,
+                FieldTable::default(),
+            ),
+            (self.events(), ExchangeKind::Topic, events_args),
         ] {
             channel
-                .exchange_declare(name.as_str().into(), kind, durable, FieldTable::default())
+                .exchange_declare(name.as_str().into(), kind, durable, args)
                 .await?;
         }
 
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        channel
-            .queue_declare(self.dead_queue().as_str().into(), queue, dead_args)
+        self.declare_queue(channel, &self.dead_queue(), quorum())
             .await?;
-        channel
-            .queue_bind(
-                self.dead_queue().as_str().into(),
-                self.dead_exchange().as_str().into(),
-                outbox::COMMAND_ROUTING_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+        self.bind(
+            channel,
+            &self.dead_queue(),
+            &self.dead_exchange(),
+            outbox::COMMAND_ROUTING_KEY,
+        )
+        .await?;
+        self.declare_queue(channel, &self.unrouted_events(), quorum())
             .await?;
+        self.bind(
+            channel,
+            &self.unrouted_events(),
+            &self.unrouted_events(),
+            "",
+        )
+        .await?;
 
-        let mut command_args = FieldTable::default();
-        command_args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        let mut command_args = quorum();
         command_args.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongInt(DELIVERY_LIMIT),
         );
-        command_args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(self.dead_exchange().into()),
+        dead_letter_to(
+            &mut command_args,
+            &self.dead_exchange(),
+            outbox::COMMAND_ROUTING_KEY,
         );
-        command_args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(outbox::COMMAND_ROUTING_KEY.into()),
-        );
-        channel
-            .queue_declare(self.commands().as_str().into(), queue, command_args)
+        self.declare_queue(channel, &self.commands(), command_args)
             .await?;
+        self.bind(
+            channel,
+            &self.commands(),
+            &self.commands(),
+            outbox::COMMAND_ROUTING_KEY,
+        )
+        .await?;
+
+        for queue in self.retry_queues() {
+            let mut retry_args = quorum();
+            dead_letter_to(
+                &mut retry_args,
+                &self.commands(),
+                outbox::COMMAND_ROUTING_KEY,
+            );
+            retry_args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            retry_args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            self.declare_queue(channel, &queue, retry_args).await?;
+        }
+        Ok(())
+    }
+
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        name: &str,
+        args: FieldTable,
+    ) -> Result<(), AmqpError> {
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel.queue_declare(name.into(), options, args).await?;
+        Ok(())
+    }
+
+    async fn bind(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), AmqpError> {
         channel
             .queue_bind(
-                self.commands().as_str().into(),
-                self.commands().as_str().into(),
-                outbox::COMMAND_ROUTING_KEY.into(),
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
-            .await?;
-
-        let mut retry_args = FieldTable::default();
-        let ttl = i64::try_from(retry_delay_ms).unwrap_or(i64::MAX);
-        retry_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
-        retry_args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(self.commands().into()),
-        );
-        retry_args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(outbox::COMMAND_ROUTING_KEY.into()),
-        );
-        channel
-            .queue_declare(self.retry_queue().as_str().into(), queue, retry_args)
             .await?;
         Ok(())
     }
 
     /// Deletes everything this topology declared (tests clean up after themselves with it).
     pub async fn delete(&self, channel: &Channel) -> Result<(), AmqpError> {
-        for queue in [self.commands(), self.retry_queue(), self.dead_queue()] {
+        let mut queues = vec![self.commands(), self.dead_queue(), self.unrouted_events()];
+        queues.extend(self.retry_queues());
+        for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
-        for exchange in [self.commands(), self.dead_exchange(), self.events()] {
+        for exchange in [
+            self.commands(),
+            self.dead_exchange(),
+            self.events(),
+            self.unrouted_events(),
+        ] {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await?;
@@ -183,27 +298,81 @@ impl Topology {
     }
 }
 
-/// Opens a connection on the tokio runtime.
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+fn dead_letter_to(args: &mut FieldTable, exchange: &str, routing_key: &str) {
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(exchange.into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(routing_key.into()),
+    );
+}
+
+/// Bounds a broker call by `limit`.
+pub async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, AmqpError>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(AmqpError::TimedOut(limit)))
+}
+
+/// Opens a connection on the tokio runtime with a [`HEARTBEAT_SECONDS`] heartbeat (unless the URL asks for
+/// another), within `limit`.
+pub async fn connect_within(amqp_url: &str, limit: Duration) -> Result<Connection, AmqpError> {
+    let url = if amqp_url.contains("heartbeat=") {
+        amqp_url.to_owned()
+    } else {
+        let separator = if amqp_url.contains('?') { '&' } else { '?' };
+        format!("{amqp_url}{separator}heartbeat={HEARTBEAT_SECONDS}")
+    };
+    bounded(limit, async {
+        Ok(Connection::connect(&url, ConnectionProperties::default()).await?)
+    })
+    .await
+}
+
+/// Opens a connection (see [`connect_within`]) within 10 seconds.
 pub async fn connect(amqp_url: &str) -> Result<Connection, AmqpError> {
-    Ok(Connection::connect(amqp_url, ConnectionProperties::default()).await?)
+    connect_within(amqp_url, Duration::from_secs(10)).await
 }
 
 /// Publishes with publisher confirms over one lazily (re)opened channel. Cheap to share.
+///
+/// No call waits longer than `AMQP_TIMEOUT_MS` (the channel's mutex is only held inside that bound), and
+/// after a failure the publisher stands back for a moment: [`Publisher::publish_committed`] then leaves the
+/// rows to the outbox relay at once instead of making every request wait for a broker that is down.
 pub struct Publisher {
     amqp_url: String,
     topology: Topology,
-    retry_delay_ms: u64,
+    timeout: Duration,
     channel: Mutex<Option<(Connection, Channel)>>,
+    standing_back_until: StdMutex<Option<Instant>>,
 }
+
+/// How long the publisher stands back after a failure.
+pub const STAND_BACK: Duration = Duration::from_secs(1);
 
 impl Publisher {
     /// A publisher that connects on first use.
-    pub fn new(amqp_url: &str, topology: Topology, retry_delay_ms: u64) -> Self {
+    pub fn new(config: &Config) -> Self {
         Self {
-            amqp_url: amqp_url.to_owned(),
-            topology,
-            retry_delay_ms,
+            amqp_url: config.amqp_url.clone(),
+            topology: Topology::new(config),
+            timeout: Duration::from_millis(config.amqp_timeout_ms),
             channel: Mutex::new(None),
+            standing_back_until: StdMutex::new(None),
         }
     }
 
@@ -215,21 +384,26 @@ impl Publisher {
     async fn channel(&self) -> Result<Channel, AmqpError> {
         let mut guard = self.channel.lock().await;
         if let Some((connection, channel)) = guard.as_ref() {
+            if connection.status().blocked() {
+                return Err(AmqpError::Blocked);
+            }
             if connection.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
         }
-        let connection = connect(&self.amqp_url).await?;
+        *guard = None;
+        let connection = connect_within(&self.amqp_url, self.timeout).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        self.topology.declare(&channel, self.retry_delay_ms).await?;
+        self.topology.declare(&channel).await?;
         *guard = Some((connection, channel.clone()));
         Ok(channel)
     }
 
-    /// Publishes one persistent JSON message and waits for the broker's confirm.
+    /// Publishes one persistent, mandatory JSON message and waits for the broker's confirm, within
+    /// `AMQP_TIMEOUT_MS`. `expiration` sets the message's TTL (retry queues).
     pub async fn publish(
         &self,
         exchange: &str,
@@ -237,13 +411,22 @@ impl Publisher {
         body: &[u8],
         message_id: Uuid,
         headers: FieldTable,
+        expiration: Option<Duration>,
     ) -> Result<(), AmqpError> {
-        let result = self
-            .try_publish(exchange, routing_key, body, message_id, headers)
-            .await;
-        if result.is_err() {
-            // Drop the channel: the next publish reconnects.
-            *self.channel.lock().await = None;
+        let result = bounded(
+            self.timeout,
+            self.try_publish(exchange, routing_key, body, message_id, headers, expiration),
+        )
+        .await;
+        if let Err(e) = &result {
+            if !matches!(e, AmqpError::Unroutable(_)) {
+                self.stand_back();
+                // Drop the channel so the next publish reconnects; if another publish holds it, that one
+                // is bounded and finds out by itself.
+                if let Ok(mut guard) = self.channel.try_lock() {
+                    *guard = None;
+                }
+            }
         }
         result
     }
@@ -255,27 +438,52 @@ impl Publisher {
         body: &[u8],
         message_id: Uuid,
         headers: FieldTable,
+        expiration: Option<Duration>,
     ) -> Result<(), AmqpError> {
         let channel = self.channel().await?;
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_delivery_mode(2)
             .with_message_id(ShortString::from(message_id.to_string()))
             .with_headers(headers);
+        if let Some(expiration) = expiration {
+            properties =
+                properties.with_expiration(ShortString::from(expiration.as_millis().to_string()));
+        }
         let confirm = channel
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 body,
                 properties,
             )
             .await?
             .await?;
         match confirm {
-            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(AmqpError::Unroutable(format!(
+                "{exchange} with routing key {routing_key}"
+            ))),
             Confirmation::Nack(_) => Err(AmqpError::NotConfirmed),
         }
+    }
+
+    fn stand_back(&self) {
+        if let Ok(mut until) = self.standing_back_until.lock() {
+            *until = Some(Instant::now() + STAND_BACK);
+        }
+    }
+
+    /// True while the publisher stands back after a failure.
+    pub fn is_standing_back(&self) -> bool {
+        self.standing_back_until
+            .lock()
+            .map(|until| until.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
     }
 
     /// Publishes an outbox row to its exchange.
@@ -288,29 +496,48 @@ impl Publisher {
             &body,
             message.message_id,
             FieldTable::default(),
+            None,
         )
         .await
     }
 
-    /// Publishes rows that were just committed and marks them published. A failure is logged and left to
-    /// the worker's outbox relay, which publishes whatever stays unmarked.
+    /// Publishes rows that were just committed, then marks the published ones in one statement. Nothing is
+    /// tried while the publisher stands back after a failure; whatever stays unmarked is published by the
+    /// worker's outbox relay. Takes a pooled connection only after publishing, and holds no other.
     pub async fn publish_committed(
         &self,
         pool: &deadpool_postgres::Pool,
         messages: &[OutboxMessage],
     ) {
+        if messages.is_empty() {
+            return;
+        }
+        if self.is_standing_back() {
+            tracing::info!(
+                count = messages.len(),
+                "broker recently failed: left to the outbox relay"
+            );
+            return;
+        }
+        let mut published = Vec::with_capacity(messages.len());
         for message in messages {
-            if let Err(e) = self.publish_outbox(message).await {
-                tracing::warn!(error = %e, outbox_id = message.id, "publish failed; the outbox relay will retry");
-                continue;
+            match self.publish_outbox(message).await {
+                Ok(()) => published.push(message.id),
+                Err(e) => {
+                    tracing::warn!(error = %e, outbox_id = message.id, "publish failed; the outbox relay will retry");
+                    break;
+                }
             }
-            let marked = match pool.get().await {
-                Ok(client) => outbox::mark_published(&client, message.id).await,
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = marked {
-                tracing::warn!(error = %e, outbox_id = message.id, "published but not marked; the relay will publish it again");
-            }
+        }
+        if published.is_empty() {
+            return;
+        }
+        let marked = match pool.get().await {
+            Ok(client) => outbox::mark_published(&client, &published).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "published but not marked; the relay will publish again");
         }
     }
 }

@@ -32,13 +32,29 @@ pub struct Config {
     pub job_ttl_days: i64,
     /// How many unacknowledged commands one worker holds at a time.
     pub worker_prefetch: u16,
-    /// How many times a transient fault is retried before the message is dead-lettered.
+    /// How many times a command is attempted (transient faults, panics) before its job ends
+    /// `failed_with_error`.
     pub worker_max_attempts: u32,
-    /// Delay before a command that hit a transient fault is delivered again.
+    /// Delay before the first retry of a command that hit a transient fault; it doubles with every attempt
+    /// (with up to 20 % jitter), up to `RETRY_MAX_DELAY_MS`.
     pub retry_delay_ms: u64,
+    /// The longest delay between two attempts of a command.
+    pub retry_max_delay_ms: u64,
+    /// Time-out of every broker call (connect, declare, publish and its confirm), in milliseconds.
+    pub amqp_timeout_ms: u64,
+    /// Time-out of every object-storage call, in milliseconds.
+    pub s3_timeout_ms: u64,
+    /// A job pending this long without activity has its command message published again (it may have been
+    /// lost); the worker skips messages of finished jobs, so a duplicate is harmless.
+    pub job_republish_after_seconds: u64,
+    /// A job still pending this long after it was accepted ends `failed_with_error`.
+    pub job_deadline_seconds: u64,
+    /// Published outbox rows are deleted after this many hours.
+    pub outbox_ttl_hours: u64,
     /// How often the outbox relay looks for rows that were committed but not yet published.
     pub outbox_relay_interval_ms: u64,
-    /// Maximum Postgres connections per process.
+    /// Maximum Postgres connections per process. The worker uses at least `WORKER_PREFETCH` + 3 (one per job
+    /// in flight, the relay, the sweeper and the dead-letter consumer), whatever this says.
     pub db_pool_size: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
@@ -80,8 +96,14 @@ impl Default for Config {
             queue_prefix: "ehealth".to_owned(),
             job_ttl_days: 7,
             worker_prefetch: 16,
-            worker_max_attempts: 5,
-            retry_delay_ms: 2000,
+            worker_max_attempts: 10,
+            retry_delay_ms: 1000,
+            retry_max_delay_ms: 300_000,
+            amqp_timeout_ms: 5000,
+            s3_timeout_ms: 30_000,
+            job_republish_after_seconds: 60,
+            job_deadline_seconds: 3600,
+            outbox_ttl_hours: 24,
             outbox_relay_interval_ms: 1000,
             db_pool_size: 16,
             log_format: "text".to_owned(),
@@ -109,14 +131,14 @@ impl Config {
     /// Reads the configuration from the environment over the defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Env::raw().only(&Self::KEYS))
+            .merge(Env::raw().only(Self::KEYS))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
-    const KEYS: [&'static str; 24] = [
+    const KEYS: &'static [&'static str] = &[
         "database_url",
         "amqp_url",
         "http_addr",
@@ -127,6 +149,12 @@ impl Config {
         "worker_prefetch",
         "worker_max_attempts",
         "retry_delay_ms",
+        "retry_max_delay_ms",
+        "amqp_timeout_ms",
+        "s3_timeout_ms",
+        "job_republish_after_seconds",
+        "job_deadline_seconds",
+        "outbox_ttl_hours",
         "outbox_relay_interval_ms",
         "db_pool_size",
         "log_format",
@@ -158,6 +186,24 @@ impl Config {
         if self.db_pool_size == 0 || self.worker_prefetch == 0 || self.worker_max_attempts == 0 {
             return Err(ConfigError(
                 "DB_POOL_SIZE, WORKER_PREFETCH and WORKER_MAX_ATTEMPTS must be positive".to_owned(),
+            ));
+        }
+        if self.retry_delay_ms == 0 || self.retry_max_delay_ms < self.retry_delay_ms {
+            return Err(ConfigError(
+                "RETRY_DELAY_MS must be positive and at most RETRY_MAX_DELAY_MS".to_owned(),
+            ));
+        }
+        if self.amqp_timeout_ms == 0 || self.s3_timeout_ms == 0 {
+            return Err(ConfigError(
+                "AMQP_TIMEOUT_MS and S3_TIMEOUT_MS must be positive".to_owned(),
+            ));
+        }
+        if self.job_republish_after_seconds == 0
+            || self.job_deadline_seconds <= self.job_republish_after_seconds
+        {
+            return Err(ConfigError(
+                "JOB_REPUBLISH_AFTER_SECONDS must be positive and below JOB_DEADLINE_SECONDS"
+                    .to_owned(),
             ));
         }
         if self.s3_endpoint.is_none()
@@ -205,6 +251,26 @@ impl Config {
         }
     }
 
+    /// Connections the worker's pool needs besides one per job in flight: the outbox relay, the sweeper
+    /// and the dead-letter consumer.
+    pub const WORKER_RESERVED_CONNECTIONS: usize = 3;
+
+    /// The worker's pool size: `DB_POOL_SIZE`, raised to `WORKER_PREFETCH` + the reserved connections so
+    /// that a full prefetch of jobs can never starve the relay, the sweeper or each other.
+    pub fn worker_pool_size(&self) -> usize {
+        self.db_pool_size
+            .max(usize::from(self.worker_prefetch) + Self::WORKER_RESERVED_CONNECTIONS)
+    }
+
+    /// The delay before attempt `attempt` + 1 of a command (`attempt` ≥ 1), before jitter:
+    /// `RETRY_DELAY_MS` doubled per attempt, at most `RETRY_MAX_DELAY_MS`.
+    pub fn retry_delay(&self, attempt: u32) -> std::time::Duration {
+        let doubled = self
+            .retry_delay_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(40));
+        std::time::Duration::from_millis(doubled.min(self.retry_max_delay_ms))
+    }
+
     /// The legal entity types of `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.
     pub fn allowed_le_types(&self) -> Vec<String> {
         self.me_allowed_transactions_le_types
@@ -228,6 +294,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_pool_always_serves_a_full_prefetch_and_retries_double_up_to_the_cap() {
+        let defaults = Config::default();
+        assert!(defaults.worker_pool_size() >= usize::from(defaults.worker_prefetch) + 3);
+        let big = Config {
+            db_pool_size: 50,
+            ..Config::default()
+        };
+        assert_eq!(big.worker_pool_size(), 50);
+        let delays: Vec<u64> = (1..=11)
+            .map(|a| defaults.retry_delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]
+        );
+    }
 
     #[test]
     fn s3_keys_are_the_configured_ones_the_embedded_defaults_or_the_default_chain() {

@@ -32,7 +32,8 @@ pub struct OutboxMessage {
     pub payload: Value,
 }
 
-fn from_row(row: &tokio_postgres::Row) -> OutboxMessage {
+/// Reads an outbox row (`id, message_id, exchange, routing_key, payload`).
+pub fn from_row(row: &tokio_postgres::Row) -> OutboxMessage {
     OutboxMessage {
         id: row.get("id"),
         message_id: row.get("message_id"),
@@ -62,29 +63,55 @@ pub async fn insert(
     Ok(from_row(&row))
 }
 
-/// Marks a message published.
-pub async fn mark_published(client: &impl GenericClient, id: i64) -> Result<(), StoreError> {
+/// Marks messages published, in one statement.
+pub async fn mark_published(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
     let statement = client
-        .prepare_cached("UPDATE outbox SET published_at = now() WHERE id = $1")
+        .prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .await?;
-    client.execute(&statement, &[&id]).await?;
+    client.execute(&statement, &[&ids]).await?;
     Ok(())
 }
 
-/// Locks up to `limit` unpublished messages older than `min_age_ms` for the caller's transaction, skipping
-/// rows another relay holds, oldest first.
+/// How long a relay's claim on a row lasts: time enough to publish a batch; after it, another relay may
+/// take the row (the first one died).
+pub const CLAIM_SECONDS: f64 = 30.0;
+
+/// Claims up to `limit` unpublished messages older than `min_age_ms` that no live claim holds, oldest
+/// first, for [`CLAIM_SECONDS`]. Runs as one short statement: the caller publishes outside any transaction
+/// and then marks what it published.
 pub async fn claim_unpublished(
-    tx: &impl GenericClient,
+    client: &impl GenericClient,
     min_age_ms: i64,
     limit: i64,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let statement = tx
+    let statement = client
         .prepare_cached(
-            "SELECT id, message_id, exchange, routing_key, payload FROM outbox \
-             WHERE published_at IS NULL AND inserted_at < now() - make_interval(secs => $1::bigint / 1000.0) \
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "UPDATE outbox SET claimed_until = now() + make_interval(secs => $3) WHERE id IN ( \
+               SELECT id FROM outbox WHERE published_at IS NULL \
+                 AND inserted_at < now() - make_interval(secs => $1::bigint / 1000.0) \
+                 AND (claimed_until IS NULL OR claimed_until < now()) \
+               ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, message_id, exchange, routing_key, payload",
         )
         .await?;
-    let rows = tx.query(&statement, &[&min_age_ms, &limit]).await?;
+    let mut rows = client
+        .query(&statement, &[&min_age_ms, &limit, &CLAIM_SECONDS])
+        .await?;
+    rows.sort_by_key(|row| row.get::<_, i64>("id"));
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// Deletes messages published more than `ttl_hours` ago (their payloads may hold download links); returns
+/// how many.
+pub async fn purge_published(
+    client: &impl GenericClient,
+    ttl_hours: u64,
+) -> Result<u64, StoreError> {
+    let hours = i32::try_from(ttl_hours).unwrap_or(i32::MAX);
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => $1::int)",
+        )
+        .await?;
+    Ok(client.execute(&statement, &[&hours]).await?)
 }

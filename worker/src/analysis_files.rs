@@ -1,13 +1,11 @@
-//! How the worker runs analysis-file commands (spec 000): HEAD the upload before deciding, answer with the
+//! How the worker runs analysis-file commands (spec 000): HEAD the upload before the job's transaction, answer with the
 //! file, and after the commit delete removed or refused objects and announce files to send.
 
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use ehealth_domain::{
-    analysis_file::{
-        stream_id, upload_target, AnalysisFilesAggregate, Command, Event, State, StoredObject,
-    },
+    analysis_file::{AnalysisFilesAggregate, Command, Event, State, StoredObject},
     Context, Rejection,
 };
 use ehealth_infra::{
@@ -27,35 +25,23 @@ pub const SEND_REQUESTED: &str = "analysis_file.send_requested";
 pub const SEND_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Handled for AnalysisFilesAggregate {
-    /// Finalize: looks at what storage holds under the upload key.
-    async fn prepare(
-        command: &mut Command,
-        ctx: &mut Context,
-        state: &State,
-        _tx: &impl GenericClient,
-        storage: &Storage,
-    ) -> Result<(), StoreError> {
+    /// Finalize: looks at what storage holds under the newest upload link's key.
+    async fn observe(command: &mut Command, storage: &Storage) -> Result<(), StoreError> {
         if let Command::Finalize {
-            patient_id,
-            analysis_id,
-            file_name,
+            upload_key: Some(key),
             object,
             ..
         } = command
         {
-            let stream = stream_id(ctx.actor.legal_entity_id, *patient_id, *analysis_id);
-            // A name that cannot be uploaded is refused by the decision; there is nothing to look at.
-            if let Ok(key) = upload_target(state, stream, file_name) {
-                *object = storage
-                    .head(&storage.files_bucket, &key)
-                    .await?
-                    .map(|info| StoredObject {
-                        key,
-                        size: info.size,
-                        content_type: info.content_type,
-                        etag: info.etag,
-                    });
-            }
+            *object = storage
+                .head(&storage.files_bucket, key)
+                .await?
+                .map(|info| StoredObject {
+                    key: key.clone(),
+                    size: info.size,
+                    content_type: info.content_type,
+                    etag: info.etag,
+                });
         }
         Ok(())
     }

@@ -1,15 +1,22 @@
-//! The command consumer: one delivery per job, acknowledged only after the job's transaction committed.
+//! Consuming a queue: one task per delivery, acknowledged only after the job's transaction committed, and a
+//! connection that is watched and re-established.
 //!
+//! [`consume`] is the loop both of the worker's consumers share: connect (bounded by `AMQP_TIMEOUT_MS`),
+//! declare the topology, consume with a bounded prefetch, and reconnect with back-off (200 ms doubling to
+//! 10 s) whenever the broker goes away — an error on the stream, a cancelled consumer, or the watchdog
+//! seeing the connection or channel closed (heartbeats every 10 s notice a dead peer). On shutdown the
+//! consumer is cancelled and in-flight deliveries finish before it returns.
+//!
+//! [`Commands`] decides what happens to a command:
 //! - success, domain rejection, or a redelivery of a finished job → ack;
-//! - transient fault (database down, lost concurrency races) → the message is parked in the retry queue for
-//!   `RETRY_DELAY_MS` with its attempt count, then acked; after `WORKER_MAX_ATTEMPTS` it is dead-lettered;
-//! - a body that is not a job message, or a non-transient fault → dead-lettered (the job is ended as
-//!   `failed_with_error` where possible).
+//! - transient fault (database down, lost concurrency races) or a panicking handler → the message is parked
+//!   in the retry queue of its attempt (`RETRY_DELAY_MS` doubling, with jitter, up to `RETRY_MAX_DELAY_MS`)
+//!   and acked; after `WORKER_MAX_ATTEMPTS` attempts it is dead-lettered;
+//! - a body that is not a job message, or a fault that no retry can mend → dead-lettered.
 //!
-//! A lost broker connection is re-established with backoff. On shutdown the consumer is cancelled and
-//! in-flight deliveries finish before the function returns.
+//! Dead letters are ended by [`crate::dead_letters`].
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use ehealth_infra::{
@@ -17,7 +24,7 @@ use ehealth_infra::{
     storage::Storage,
     Config,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::{
     message::Delivery,
     options::{
@@ -31,18 +38,136 @@ use uuid::Uuid;
 
 use crate::handler;
 
-/// The header that counts transient-fault attempts of a command message.
+/// The header that counts the attempts of a command message.
 pub const ATTEMPT_HEADER: &str = "x-attempt";
+/// How often the watchdog looks at the connection.
+pub const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The body of a command message.
 #[derive(Debug, Deserialize)]
-struct CommandMessage {
-    job_id: Uuid,
+pub struct CommandMessage {
+    /// The job the message stands for.
+    pub job_id: Uuid,
 }
 
-/// What the consumer needs, shared by its delivery tasks.
+/// What a consumer does with one delivery. It settles the delivery itself.
+pub trait Handle: Clone + Send + Sync + 'static {
+    /// Handles and settles one delivery.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = ()> + Send;
+}
+
+/// Consumes `queue` with `prefetch` until `shutdown` flips to true, reconnecting with back-off.
+pub async fn consume<H: Handle>(
+    config: Arc<Config>,
+    queue: String,
+    prefetch: u16,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const FIRST: Duration = Duration::from_millis(200);
+    let mut backoff = FIRST;
+    loop {
+        let started = tokio::time::Instant::now();
+        match session(&config, &queue, prefetch, &handler, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = FIRST;
+                }
+                tracing::warn!(queue, error = %e, backoff_ms = backoff.as_millis() as u64,
+                    "consumer lost the broker; reconnecting");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// One connection's worth of consuming. `Ok` only on shutdown.
+async fn session<H: Handle>(
+    config: &Config,
+    queue: &str,
+    prefetch: u16,
+    handler: &H,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), AmqpError> {
+    let limit = Duration::from_millis(config.amqp_timeout_ms);
+    let connection = amqp::connect_within(&config.amqp_url, limit).await?;
+    let channel = amqp::bounded(limit, async {
+        let channel = connection.create_channel().await?;
+        Topology::new(config).declare(&channel).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        Ok(channel)
+    })
+    .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            format!("ehealth-worker-{}", Uuid::new_v4()).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, prefetch, "worker consuming");
+
+    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+    let mut in_flight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break Ok(());
+                }
+            }
+            _ = watchdog.tick() => {
+                if !connection.status().connected() || !channel.status().connected() {
+                    break Err(AmqpError::ConnectionLost);
+                }
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let handler = handler.clone();
+                    in_flight.spawn(async move { handler.handle(delivery).await });
+                }
+                Some(Err(e)) => break Err(AmqpError::from(e)),
+                None => break Err(AmqpError::ConsumerCancelled),
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    };
+    if result.is_ok() {
+        tracing::info!(
+            queue,
+            in_flight = in_flight.len(),
+            "worker stopping: cancelling the consumer"
+        );
+        let _ = amqp::bounded(limit, async {
+            Ok(channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await?)
+        })
+        .await;
+    }
+    while in_flight.join_next().await.is_some() {}
+    let _ = amqp::bounded(limit, async {
+        channel.close(200, "done".into()).await?;
+        Ok(connection.close(200, "done".into()).await?)
+    })
+    .await;
+    result
+}
+
+/// The command consumer: runs each job and settles its message.
 #[derive(Clone)]
-pub struct Consumer {
+pub struct Commands {
     /// The pool.
     pub pool: Pool,
     /// Publishes retries and integration events.
@@ -53,85 +178,7 @@ pub struct Consumer {
     pub config: Arc<Config>,
 }
 
-impl Consumer {
-    /// Consumes until `shutdown` flips to true, reconnecting with backoff when the broker goes away.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.consume(&mut shutdown).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "consumer lost the broker; reconnecting");
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    }
-
-    /// One connection's worth of consuming. `Ok` only on shutdown.
-    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), AmqpError> {
-        let topology = Topology::new(&self.config.queue_prefix);
-        let connection = amqp::connect(&self.config.amqp_url).await?;
-        let channel = connection.create_channel().await?;
-        topology
-            .declare(&channel, self.config.retry_delay_ms)
-            .await?;
-        channel
-            .basic_qos(self.config.worker_prefetch, BasicQosOptions::default())
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                topology.commands().as_str().into(),
-                format!("ehealth-worker-{}", Uuid::new_v4()).as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!(queue = %topology.commands(), prefetch = self.config.worker_prefetch, "worker consuming");
-
-        let mut in_flight = JoinSet::new();
-        let result = loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break Ok(());
-                    }
-                }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let this = self.clone();
-                        in_flight.spawn(async move { this.handle(delivery).await });
-                    }
-                    Some(Err(e)) => break Err(AmqpError::from(e)),
-                    None => break Err(AmqpError::ConsumerCancelled),
-                },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
-        };
-        if result.is_ok() {
-            tracing::info!(
-                in_flight = in_flight.len(),
-                "worker stopping: cancelling the consumer"
-            );
-            let _ = channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await;
-        }
-        while in_flight.join_next().await.is_some() {}
-        if result.is_ok() {
-            let _ = channel.close(200, "shutdown".into()).await;
-            let _ = connection.close(200, "shutdown".into()).await;
-        }
-        result
-    }
-
+impl Handle for Commands {
     async fn handle(&self, delivery: Delivery) {
         let Ok(message) = serde_json::from_slice::<CommandMessage>(&delivery.data) else {
             tracing::error!(body = %String::from_utf8_lossy(&delivery.data), "not a command message: dead-lettered");
@@ -139,37 +186,68 @@ impl Consumer {
         };
         let job_id = message.job_id;
         let attempt = attempt_of(&delivery);
-        match handler::process_job(&self.pool, &self.publisher, &self.storage, job_id).await {
-            Ok(_) => settle(&delivery, Settle::Ack).await,
-            Err(e) if e.is_transient() && attempt < self.config.worker_max_attempts => {
-                tracing::warn!(%job_id, attempt, error = %e, "transient fault: retrying later");
-                let settled = match self.park_for_retry(&delivery, job_id, attempt + 1).await {
-                    Ok(()) => Settle::Ack,
-                    Err(_) => Settle::Requeue,
-                };
-                settle(&delivery, settled).await;
-            }
-            Err(e) => {
+        let processed = AssertUnwindSafe(handler::process_job(
+            &self.pool,
+            &self.publisher,
+            &self.storage,
+            job_id,
+        ))
+        .catch_unwind()
+        .await;
+        let fault = match processed {
+            Ok(Ok(_)) => return settle(&delivery, Settle::Ack).await,
+            Ok(Err(e)) if !e.is_transient() => {
                 tracing::error!(%job_id, attempt, error = %e, "job cannot be processed: dead-lettered");
-                if let Err(e) = handler::fail_with_error(&self.pool, job_id, &e.to_string()).await {
-                    tracing::error!(%job_id, error = %e, "could not end the job as failed_with_error");
-                }
-                settle(&delivery, Settle::DeadLetter).await;
+                return settle(&delivery, Settle::DeadLetter).await;
             }
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                format!("the handler panicked: {reason}")
+            }
+        };
+        if attempt >= self.config.worker_max_attempts {
+            tracing::error!(%job_id, attempt, error = %fault, "attempts exhausted: dead-lettered");
+            return settle(&delivery, Settle::DeadLetter).await;
         }
+        let delay = self.config.retry_delay(attempt);
+        tracing::warn!(%job_id, attempt, error = %fault, delay_ms = delay.as_millis() as u64,
+            "transient fault: retrying later");
+        let settled = match self.park_for_retry(&delivery, job_id, attempt, delay).await {
+            Ok(()) => Settle::Ack,
+            Err(e) => {
+                tracing::warn!(%job_id, error = %e, "could not park for retry: requeued");
+                Settle::Requeue
+            }
+        };
+        settle(&delivery, settled).await;
     }
+}
 
+impl Commands {
     async fn park_for_retry(
         &self,
         delivery: &Delivery,
         job_id: Uuid,
         attempt: u32,
+        delay: Duration,
     ) -> Result<(), AmqpError> {
         let mut headers = FieldTable::default();
-        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
-        let retry_queue = self.publisher.topology().retry_queue();
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt + 1));
+        let (queue, expiration) = self.publisher.topology().retry_route(delay);
         self.publisher
-            .publish("", &retry_queue, &delivery.data, job_id, headers)
+            .publish(
+                "",
+                &queue,
+                &delivery.data,
+                job_id,
+                headers,
+                Some(expiration),
+            )
             .await
     }
 }
@@ -190,34 +268,30 @@ fn attempt_of(delivery: &Delivery) -> u32 {
     }
 }
 
-enum Settle {
+/// How a delivery is settled.
+pub enum Settle {
+    /// Done with it.
     Ack,
+    /// Give it back to the queue (counts toward the delivery limit).
     Requeue,
+    /// Send it to the dead-letter exchange.
     DeadLetter,
 }
 
-async fn settle(delivery: &Delivery, how: Settle) {
+/// Settles `delivery`. A failure means the channel is gone: the broker redelivers the message.
+pub async fn settle(delivery: &Delivery, how: Settle) {
     let result = match how {
         Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Settle::Requeue => {
+        Settle::Requeue | Settle::DeadLetter => {
             delivery
                 .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-        }
-        Settle::DeadLetter => {
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: false,
+                    requeue: matches!(how, Settle::Requeue),
                     ..Default::default()
                 })
                 .await
         }
     };
     if let Err(e) = result {
-        // The channel is gone: the broker redelivers the message to another consumer.
-        tracing::warn!(error = %e, "could not settle a delivery");
+        tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
     }
 }

@@ -1,6 +1,10 @@
-//! One job: load → decide → append + project + finish, in one transaction.
+//! One job: observe the outside world, then load → decide → append + project + finish in one transaction,
+//! then publish and delete after the commit.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
@@ -38,15 +42,24 @@ pub struct Effects {
 /// An aggregate the worker can run commands for: a projection plus what its commands need from the outside
 /// world before and after the decision.
 pub trait Handled: Projection {
-    /// Completes `command` and `ctx` with facts from outside the stream (reference data, object storage)
-    /// just before deciding.
-    fn prepare(
-        command: &mut Self::Command,
-        ctx: &mut Context,
-        state: &Self::State,
-        tx: &impl GenericClient,
-        storage: &Storage,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Looks at the world outside the database (object storage) before the job's transaction starts, so
+    /// that no network I/O runs while a connection or a row lock is held; writes what it saw into the
+    /// command, where the decision finds it.
+    fn observe(
+        _command: &mut Self::Command,
+        _storage: &Storage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Completes `ctx` with reference data from the database, inside the job's transaction.
+    fn facts(
+        _command: &Self::Command,
+        _ctx: &mut Context,
+        _tx: &impl GenericClient,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 
     /// What the processed job answers: status code (what the command would have answered synchronously),
     /// links to the resource and its representation.
@@ -71,12 +84,10 @@ pub trait Handled: Projection {
 }
 
 impl Handled for ServiceRequestAggregate {
-    async fn prepare(
-        command: &mut ServiceRequestCommand,
+    async fn facts(
+        command: &ServiceRequestCommand,
         ctx: &mut Context,
-        _state: &Self::State,
         tx: &impl GenericClient,
-        _storage: &Storage,
     ) -> Result<(), StoreError> {
         if let ServiceRequestCommand::Use {
             used_by_employee_id: Some(employee_id),
@@ -117,53 +128,90 @@ pub enum Processed {
     Skipped,
 }
 
+/// Appends that lost an optimistic-concurrency race and were decided again, since the process started.
+static CONFLICTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many appends lost an optimistic-concurrency race and were decided again in this process.
+pub fn conflicts() -> u64 {
+    CONFLICTS.load(Ordering::Relaxed)
+}
+
 /// Processes one job. `Ok` means the message can be acknowledged; `Err` is a fault (transient or not) and
 /// nothing was written. Integration events and object deletions it recorded run after the commit.
+///
+/// A job holds at most one pooled connection at a time, and only while it reads the job or runs its
+/// transaction: facts from outside the database (a HEAD of an upload) are gathered before the transaction,
+/// and publishing and deleting happen after the connection went back to the pool.
 pub async fn process_job(
     pool: &Pool,
     publisher: &Publisher,
     storage: &Storage,
     job_id: Uuid,
 ) -> Result<Processed, StoreError> {
+    let job = {
+        let client = pool.get().await?;
+        jobs::get(&client, job_id).await?
+    };
+    let Some(job) = job else {
+        tracing::warn!(%job_id, "message for an unknown job: skipped");
+        return Ok(Processed::Skipped);
+    };
+    if job.status != JobStatus::Pending {
+        tracing::info!(%job_id, status = job.status.as_str(), "job already finished: redelivery skipped");
+        return Ok(Processed::Skipped);
+    }
+    crate::fault::panic_if_asked(&job.command);
+    match job.stream_type.as_str() {
+        ServiceRequestAggregate::STREAM_TYPE => {
+            run::<ServiceRequestAggregate>(pool, publisher, storage, &job).await
+        }
+        AnalysisFilesAggregate::STREAM_TYPE => {
+            run::<AnalysisFilesAggregate>(pool, publisher, storage, &job).await
+        }
+        other => {
+            finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
+        }
+    }
+}
+
+/// Observes, then decides in one transaction (again after a lost concurrency race), then runs the effects.
+async fn run<A: Handled>(
+    pool: &Pool,
+    publisher: &Publisher,
+    storage: &Storage,
+    job: &Job,
+) -> Result<Processed, StoreError> {
+    let mut command: A::Command = match serde_json::from_value(job.command.clone()) {
+        Ok(command) => command,
+        Err(e) => {
+            return finish_unexpected(pool, job, &format!("stored command is not valid: {e}")).await
+        }
+    };
+    A::observe(&mut command, storage).await?;
     let mut last_conflict = None;
     for _ in 0..MAX_CONFLICT_RETRIES {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(job) = jobs::lock(&tx, job_id).await? else {
-            tracing::warn!(%job_id, "message for an unknown job: skipped");
+        let Some(locked) = jobs::lock(&tx, job.id).await? else {
             return Ok(Processed::Skipped);
         };
-        if job.status != JobStatus::Pending {
-            tracing::info!(%job_id, status = job.status.as_str(), "job already finished: redelivery skipped");
+        if locked.status != JobStatus::Pending {
+            tracing::info!(job_id = %job.id, "job finished by another delivery: skipped");
             return Ok(Processed::Skipped);
         }
-        let result = match job.stream_type.as_str() {
-            ServiceRequestAggregate::STREAM_TYPE => {
-                run::<ServiceRequestAggregate>(&tx, storage, &job).await
-            }
-            AnalysisFilesAggregate::STREAM_TYPE => {
-                run::<AnalysisFilesAggregate>(&tx, storage, &job).await
-            }
-            other => Ok((
-                unexpected(&format!("no handler for stream type {other}")),
-                Vec::new(),
-                Vec::new(),
-            )),
-        };
-        match result {
+        match decide::<A>(&tx, storage, &locked, command.clone()).await {
             Ok((outcome, messages, deletions)) => {
                 jobs::finish(&tx, job.id, &outcome).await?;
                 tx.commit().await?;
-                tracing::info!(%job_id, job_type = %job.job_type, status = outcome.status.as_str(),
-                    status_code = outcome.status_code, "job finished");
-                publisher.publish_committed(pool, &messages).await;
-                if let Err(e) = deletions::run(pool, storage, Some(&deletions)).await {
-                    tracing::warn!(%job_id, error = %e, "object deletion deferred to the relay");
-                }
+                drop(client);
+                tracing::info!(job_id = %job.id, job_type = %job.job_type, status = outcome.status.as_str(),
+                    status_code = outcome.status_code, request_id = %job.request_id, "job finished");
+                after_commit(pool, publisher, storage, &messages, &deletions).await;
                 return Ok(Processed::Finished(outcome));
             }
             Err(e @ StoreError::Conflict { .. }) => {
-                tracing::info!(%job_id, error = %e, "concurrent append: deciding again");
+                CONFLICTS.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %job.id, error = %e, "concurrent append: deciding again");
                 last_conflict = Some(e);
             }
             Err(e) => return Err(e),
@@ -174,26 +222,31 @@ pub async fn process_job(
     )))
 }
 
-/// Runs one job's command in `tx`: its outcome, the outbox rows and the object deletions it wrote.
-async fn run<A: Handled>(
+/// Publishes the committed outbox rows and deletes the committed deletions. Failures stay with the relay.
+async fn after_commit(
+    pool: &Pool,
+    publisher: &Publisher,
+    storage: &Storage,
+    messages: &[OutboxMessage],
+    deletions: &[i64],
+) {
+    publisher.publish_committed(pool, messages).await;
+    if let Err(e) = deletions::run(pool, storage, Some(deletions)).await {
+        tracing::warn!(error = %e, "object deletion deferred to the relay");
+    }
+}
+
+/// Decides one job's command in `tx`: its outcome, the outbox rows and the object deletions it wrote.
+async fn decide<A: Handled>(
     tx: &impl GenericClient,
     storage: &Storage,
     job: &Job,
+    command: A::Command,
 ) -> Result<(Outcome, Vec<OutboxMessage>, Vec<i64>), StoreError> {
-    let mut command: A::Command = match serde_json::from_value(job.command.clone()) {
-        Ok(command) => command,
-        Err(e) => {
-            return Ok((
-                unexpected(&format!("stored command is not valid: {e}")),
-                Vec::new(),
-                Vec::new(),
-            ))
-        }
-    };
     let loaded = event_store::load::<A>(tx, job.stream_id).await?;
     // At Postgres's precision: times the domain writes into events read back the same from the projection.
     let mut ctx = Context::new(event_store::now(), job.actor.clone());
-    A::prepare(&mut command, &mut ctx, &loaded.state, tx, storage).await?;
+    A::facts(&command, &mut ctx, tx).await?;
     let decision = A::decide(&loaded.state, command.clone(), &ctx);
     let effects = A::effects(&command, &loaded.state, &decision, &ctx, storage).await?;
     let mut deletions = Vec::new();
@@ -259,18 +312,32 @@ async fn run<A: Handled>(
     Ok((outcome, messages, deletions))
 }
 
+/// The error body of a job that ended `failed_with_error`: the eHealth `internal_error`, no details.
+pub fn internal_error_body() -> Value {
+    json!({ "type": "internal_error", "message": "Internal server error" })
+}
+
 fn unexpected(reason: &str) -> Outcome {
     tracing::error!(reason, "job failed with an unexpected error");
     Outcome {
         status: JobStatus::FailedWithError,
         status_code: 500,
-        response: json!({ "type": "internal_error", "message": "Internal server error" }),
+        response: internal_error_body(),
         links: Vec::new(),
     }
 }
 
-/// Ends a job whose processing keeps failing with a non-transient fault, so clients stop polling a job that
-/// will never finish. Best effort: the caller logs a failure.
+/// Ends a job as `failed_with_error` (500 `internal_error`) at once: its command cannot be run.
+async fn finish_unexpected(pool: &Pool, job: &Job, reason: &str) -> Result<Processed, StoreError> {
+    let outcome = unexpected(reason);
+    let client = pool.get().await?;
+    jobs::finish(&client, job.id, &outcome).await?;
+    Ok(Processed::Finished(outcome))
+}
+
+/// Ends a job that can never be processed (attempts exhausted, poison message, dead-lettered) as
+/// `failed_with_error`, so clients stop polling a job that will never finish. A job that is no longer
+/// pending is left as it is. An error means the database did not answer: the caller tries again later.
 pub async fn fail_with_error(pool: &Pool, job_id: Uuid, reason: &str) -> Result<(), StoreError> {
     let client = pool.get().await?;
     jobs::finish(&client, job_id, &unexpected(reason)).await

@@ -11,8 +11,11 @@
 
 pub mod analysis_files;
 pub mod consumer;
+pub mod dead_letters;
+pub mod fault;
 pub mod handler;
 pub mod relay;
 pub mod startup;
+pub mod sweeper;
 
 pub use startup::Worker;

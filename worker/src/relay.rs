@@ -1,9 +1,13 @@
-//! The outbox relay and job housekeeping.
+//! The outbox relay and housekeeping.
 //!
 //! Every `OUTBOX_RELAY_INTERVAL_MS` it publishes outbox rows that stayed unpublished for a while (their
-//! writer crashed or the broker was down), retries due object deletions (see `storage::deletions`), and now
-//! and then purges finished jobs older than `JOB_TTL_DAYS`.
-//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers may relay at once.
+//! writer crashed or the broker was down), retries due object deletions (see `storage::deletions`), and
+//! every [`PURGE_EVERY`] purges finished jobs older than `JOB_TTL_DAYS`, upload links as old, and published
+//! outbox rows older than `OUTBOX_TTL_HOURS`.
+//!
+//! Rows are claimed for a short lease in one statement, published with no transaction open, then marked:
+//! any number of workers may relay at once, and a relay that dies leaves its rows to the next after the
+//! lease.
 
 use std::time::Duration;
 
@@ -11,7 +15,7 @@ use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::Publisher,
     jobs, outbox,
-    storage::{deletions, Storage},
+    storage::{deletions, upload_links, Storage},
     Config, StoreError,
 };
 use tokio::sync::watch;
@@ -19,8 +23,8 @@ use tokio::sync::watch;
 /// Rows younger than this are left to the process that wrote them.
 pub const MIN_AGE_MS: i64 = 3000;
 /// Rows published per round.
-pub const BATCH: i64 = 100;
-/// How often finished jobs are purged.
+pub const BATCH: i64 = 500;
+/// How often finished jobs, old upload links and published outbox rows are purged.
 pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Publishes one batch of stale outbox rows; returns how many were published.
@@ -29,27 +33,41 @@ pub async fn relay_once(
     publisher: &Publisher,
     min_age_ms: i64,
 ) -> Result<usize, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let messages = outbox::claim_unpublished(&tx, min_age_ms, BATCH).await?;
-    let mut published = 0;
+    let messages = {
+        let client = pool.get().await?;
+        outbox::claim_unpublished(&client, min_age_ms, BATCH).await?
+    };
+    let mut published = Vec::with_capacity(messages.len());
     for message in &messages {
         match publisher.publish_outbox(message).await {
-            Ok(()) => {
-                outbox::mark_published(&tx, message.id).await?;
-                published += 1;
-            }
+            Ok(()) => published.push(message.id),
             Err(e) => {
                 tracing::warn!(error = %e, outbox_id = message.id, "relay could not publish; will retry");
                 break;
             }
         }
     }
-    tx.commit().await?;
-    if published > 0 {
-        tracing::info!(published, "outbox relay published stale messages");
+    if !published.is_empty() {
+        let client = pool.get().await?;
+        outbox::mark_published(&client, &published).await?;
+        tracing::info!(
+            published = published.len(),
+            "outbox relay published stale messages"
+        );
     }
-    Ok(published)
+    Ok(published.len())
+}
+
+/// Deletes what has outlived its time: finished jobs, upload links, published outbox rows.
+pub async fn purge(pool: &Pool, config: &Config) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let jobs = jobs::purge_finished(&client, config.job_ttl_days).await?;
+    let links = upload_links::purge(&client, config.job_ttl_days).await?;
+    let messages = outbox::purge_published(&client, config.outbox_ttl_hours).await?;
+    if jobs + links + messages > 0 {
+        tracing::info!(jobs, links, messages, "purged old rows");
+    }
+    Ok(())
 }
 
 /// Runs the relay until `shutdown` flips to true.
@@ -57,27 +75,28 @@ pub async fn run(
     pool: Pool,
     publisher: std::sync::Arc<Publisher>,
     storage: Storage,
-    config: Config,
+    config: std::sync::Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_millis(config.outbox_relay_interval_ms.max(10));
     let mut last_purge = tokio::time::Instant::now() - PURGE_EVERY;
     loop {
-        if let Err(e) = relay_once(&pool, &publisher, MIN_AGE_MS).await {
-            tracing::warn!(error = %e, "outbox relay round failed");
+        if *shutdown.borrow() {
+            return;
+        }
+        match relay_once(&pool, &publisher, MIN_AGE_MS).await {
+            // A full batch: more may be waiting, go on at once.
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox relay round failed"),
         }
         if let Err(e) = deletions::run(&pool, &storage, None).await {
             tracing::warn!(error = %e, "object deletion round failed");
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = tokio::time::Instant::now();
-            match pool.get().await {
-                Ok(client) => match jobs::purge_finished(&client, config.job_ttl_days).await {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "purged finished jobs"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "job purge failed"),
-                },
-                Err(e) => tracing::warn!(error = %e, "job purge could not get a connection"),
+            if let Err(e) = purge(&pool, &config).await {
+                tracing::warn!(error = %e, "purge failed");
             }
         }
         tokio::select! {

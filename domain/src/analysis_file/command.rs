@@ -30,8 +30,12 @@ pub enum Command {
         file_name: String,
         /// The largest object accepted, in bytes (the api's `MAX_UPLOAD_BYTES` when it accepted the command).
         max_bytes: u64,
-        /// What storage holds under the upload key: filled in by the worker with a HEAD request just before
-        /// deciding; `None` when nothing was uploaded.
+        /// The key of the newest upload link the api issued for `file_name` (set at intake); `None` when no
+        /// link was issued.
+        #[serde(default)]
+        upload_key: Option<String>,
+        /// What storage holds under `upload_key`: filled in by the worker with a HEAD request before the
+        /// job's transaction; `None` when nothing was uploaded.
         #[serde(default)]
         object: Option<StoredObject>,
     },

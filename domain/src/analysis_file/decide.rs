@@ -1,5 +1,7 @@
 //! Every rule of an analysis's files.
 
+use uuid::Uuid;
+
 use super::{stream_id, Analysis, Command, Event, State};
 use crate::{Context, Rejection};
 
@@ -32,17 +34,32 @@ pub fn validate_file_name(file_name: &str) -> Result<(), Rejection> {
 }
 
 /// Whether `file_name` may be uploaded now (the `initialize` step): a valid name not yet taken. Returns the
-/// object key to upload to.
+/// object key of this upload link, [`upload_key`] of a fresh `upload_id`.
 pub fn upload_target(
     state: &State,
-    stream_id: uuid::Uuid,
+    stream_id: Uuid,
     file_name: &str,
+    upload_id: Uuid,
 ) -> Result<String, Rejection> {
     validate_file_name(file_name)?;
     if state.by_name(file_name).is_some() {
         return Err(Rejection::conflict(FILE_EXISTS));
     }
-    Ok(state.upload_key(stream_id, file_name))
+    Ok(upload_key(stream_id, upload_id, file_name))
+}
+
+/// The object key of one upload link: `{stream}/{upload_id}/{file_name}`. Every link has a key of its own, so
+/// neither the delayed deletion of a refused or deleted upload nor a stale link can touch another upload's
+/// object, even one of the same name.
+pub fn upload_key(stream_id: Uuid, upload_id: Uuid, file_name: &str) -> String {
+    format!("{stream_id}/{upload_id}/{file_name}")
+}
+
+/// Whether `key` is an [`upload_key`] of `file_name` in `stream_id`.
+pub fn is_upload_key_of(key: &str, stream_id: Uuid, file_name: &str) -> bool {
+    key.strip_prefix(&format!("{stream_id}/"))
+        .and_then(|rest| rest.strip_suffix(&format!("/{file_name}")))
+        .is_some_and(|upload_id| Uuid::parse_str(upload_id).is_ok())
 }
 
 /// Decides a command against the current state.
@@ -53,13 +70,21 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
             analysis_id,
             file_name,
             max_bytes,
+            upload_key,
             object,
         } => {
+            validate_file_name(&file_name)?;
+            if state.by_name(&file_name).is_some() {
+                return Err(Rejection::conflict(FILE_EXISTS));
+            }
             let stream = stream_id(ctx.actor.legal_entity_id, patient_id, analysis_id);
-            let key = upload_target(state, stream, &file_name)?;
-            let Some(object) = object.filter(|o| o.key == key) else {
+            let Some(object) = object.filter(|o| {
+                upload_key.as_deref() == Some(o.key.as_str())
+                    && is_upload_key_of(&o.key, stream, &file_name)
+            }) else {
                 return Err(Rejection::conflict(NOT_UPLOADED));
             };
+            let key = object.key;
             if object.size > max_bytes {
                 return Err(Rejection::invalid(
                     "$.file",

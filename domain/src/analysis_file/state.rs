@@ -42,9 +42,6 @@ pub struct File {
 pub struct Analysis {
     /// The live files by id.
     pub files: BTreeMap<Uuid, File>,
-    /// How many times each name was deleted: the generation of the name's next upload key, so that the
-    /// delayed deletion of an old object can never hit a new upload of the same name.
-    pub deletions: BTreeMap<String, u32>,
 }
 
 /// The state of an analysis-files stream (empty for a stream with no events).
@@ -54,12 +51,6 @@ impl Analysis {
     /// The live file called `file_name`.
     pub fn by_name(&self, file_name: &str) -> Option<&File> {
         self.files.values().find(|f| f.file_name == file_name)
-    }
-
-    /// The object key the next upload of `file_name` goes to, in the stream `stream_id`.
-    pub fn upload_key(&self, stream_id: Uuid, file_name: &str) -> String {
-        let generation = self.deletions.get(file_name).copied().unwrap_or(0);
-        format!("{stream_id}/{generation}/{file_name}")
     }
 
     /// The id a file uploaded to `object_key` gets: derived, so that a command is the same every time it is
@@ -112,11 +103,8 @@ pub fn apply(mut state: State, event: &Event) -> State {
                 file.updated_at = *at;
             }
         }
-        Event::FileDeleted {
-            file_id, file_name, ..
-        } => {
+        Event::FileDeleted { file_id, .. } => {
             state.files.remove(file_id);
-            *state.deletions.entry(file_name.clone()).or_insert(0) += 1;
         }
     }
     state

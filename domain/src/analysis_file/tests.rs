@@ -20,8 +20,9 @@ fn stream() -> Uuid {
     stream_id(test_actor().legal_entity_id, PATIENT, ANALYSIS)
 }
 
-fn key(name: &str, generation: u32) -> String {
-    format!("{}/{generation}/{name}", stream())
+/// The key of the `n`th upload link.
+fn key(name: &str, n: u32) -> String {
+    upload_key(stream(), Uuid::from_u128(u128::from(n) + 1), name)
 }
 
 fn object(name: &str, generation: u32, size: u64) -> StoredObject {
@@ -39,6 +40,7 @@ fn finalize(name: &str, object: Option<StoredObject>) -> Command {
         analysis_id: ANALYSIS,
         file_name: name.to_owned(),
         max_bytes: MAX,
+        upload_key: object.as_ref().map(|o| o.key.clone()),
         object,
     }
 }
@@ -166,21 +168,46 @@ fn another_legal_entity_finalizes_into_its_own_stream() {
 }
 
 #[test]
-fn upload_target_is_refused_for_a_taken_name_and_moves_to_a_new_key_after_a_delete() {
+fn upload_target_is_refused_for_a_taken_name_and_every_link_gets_a_key_of_its_own() {
+    let (first, second) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let state = Files::fold(&[recorded("a.pdf")]);
     assert_eq!(
-        upload_target(&state, stream(), "a.pdf").unwrap_err().status,
+        upload_target(&state, stream(), "a.pdf", first)
+            .unwrap_err()
+            .status,
         409
     );
     assert_eq!(
-        upload_target(&state, stream(), "b.pdf").unwrap(),
+        upload_target(&state, stream(), "b.pdf", first).unwrap(),
         key("b.pdf", 0)
+    );
+    assert_ne!(
+        upload_target(&state, stream(), "b.pdf", first).unwrap(),
+        upload_target(&state, stream(), "b.pdf", second).unwrap()
     );
     let state = Files::fold(&[recorded("a.pdf"), deleted("a.pdf", 0)]);
     assert_eq!(
-        upload_target(&state, stream(), "a.pdf").unwrap(),
+        upload_target(&state, stream(), "a.pdf", second).unwrap(),
         key("a.pdf", 1)
     );
+    assert!(is_upload_key_of(&key("a.pdf", 1), stream(), "a.pdf"));
+    assert!(!is_upload_key_of(&key("a.pdf", 1), stream(), "b.pdf"));
+    assert!(!is_upload_key_of(
+        &format!("{}/0/a.pdf", stream()),
+        stream(),
+        "a.pdf"
+    ));
+}
+
+#[test]
+fn finalize_of_an_object_that_is_not_the_newest_links_key_is_409() {
+    let mut command = finalize("a.pdf", Some(object("a.pdf", 0, 10)));
+    if let Command::Finalize { upload_key, .. } = &mut command {
+        *upload_key = Some(key("a.pdf", 1));
+    }
+    given::<Files>([])
+        .when(command)
+        .then_rejected(409, NOT_UPLOADED);
 }
 
 #[test]

@@ -21,45 +21,60 @@ pub async fn schedule(tx: &impl GenericClient, bucket: &str, key: &str) -> Resul
     Ok(tx.query_one(&statement, &[&bucket, &key]).await?.get(0))
 }
 
+/// How long a claim on a deletion lasts: after it, another process may take the row (the first one died).
+pub const CLAIM_SECONDS: f64 = 60.0;
+
+const CLAIM: &str =
+    "UPDATE object_deletions SET next_attempt_at = now() + make_interval(secs => $3) \
+     WHERE id IN (SELECT id FROM object_deletions \
+       WHERE next_attempt_at <= now() AND ($1::bigint[] IS NULL OR id = ANY($1)) \
+       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, bucket, key";
+const DONE: &str = "DELETE FROM object_deletions WHERE id = ANY($1)";
+const FAILED: &str = "UPDATE object_deletions SET attempts = attempts + 1, last_error = $2, \
+     next_attempt_at = clock_timestamp() + make_interval(secs => least(300, 2 ^ (least(attempts, 8) + 1))) \
+     WHERE id = $1";
+
 /// Deletes the scheduled objects `ids` (after their transaction committed), or with `None` every row that
-/// is due. Rows another process holds are skipped; failures are kept with a later retry time. Returns how
-/// many objects were deleted. Retries wait 2, 4, 8 … seconds, at most 5 minutes.
+/// is due. Rows are claimed in one short statement, the objects deleted with no transaction open and no
+/// row locked, then the outcome written: done rows removed, failures kept with a later retry time (2, 4,
+/// 8 … seconds, at most 5 minutes). Deleting an object that is already gone succeeds, so a retry is always
+/// safe. Returns how many objects were deleted.
 pub async fn run(pool: &Pool, storage: &Storage, ids: Option<&[i64]>) -> Result<usize, StoreError> {
     if ids.is_some_and(<[i64]>::is_empty) {
         return Ok(0);
     }
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let statement = tx
-        .prepare_cached(
-            "SELECT id, bucket, key FROM object_deletions \
-             WHERE ($1::bigint[] IS NULL AND next_attempt_at <= now()) OR id = ANY($1) \
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
-    let rows = tx.query(&statement, &[&ids, &BATCH]).await?;
-    let mut deleted = 0;
-    for row in rows {
+    let claimed = {
+        let client = pool.get().await?;
+        let statement = client.prepare_cached(CLAIM).await?;
+        client
+            .query(&statement, &[&ids, &BATCH, &CLAIM_SECONDS])
+            .await?
+    };
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for row in claimed {
         let (id, bucket, key): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
         match storage.delete(&bucket, &key).await {
             Ok(()) => {
-                tx.execute("DELETE FROM object_deletions WHERE id = $1", &[&id])
-                    .await?;
                 tracing::info!(bucket, key, "object deleted");
-                deleted += 1;
+                done.push(id);
             }
             Err(e) => {
                 tracing::warn!(bucket, key, error = %e, "object deletion failed; will retry");
-                tx.execute(
-                    "UPDATE object_deletions SET attempts = attempts + 1, last_error = $2, \
-                     next_attempt_at = clock_timestamp() + make_interval(secs => least(300, 2 ^ (least(attempts, 8) + 1))) \
-                     WHERE id = $1",
-                    &[&id, &e.to_string()],
-                )
-                .await?;
+                failed.push((id, e.to_string()));
             }
         }
     }
-    tx.commit().await?;
-    Ok(deleted)
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(DONE).await?;
+    client.execute(&statement, &[&done]).await?;
+    let statement = client.prepare_cached(FAILED).await?;
+    for (id, error) in &failed {
+        client.execute(&statement, &[id, error]).await?;
+    }
+    Ok(done.len())
 }

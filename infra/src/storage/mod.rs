@@ -4,6 +4,7 @@
 //! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
 
 pub mod deletions;
+pub mod upload_links;
 
 use std::time::Duration;
 
@@ -136,8 +137,8 @@ fn client(config: &Config, endpoint: String, credentials: SharedCredentialsProvi
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_millis(config.s3_timeout_ms.min(5000)))
+                .operation_timeout(Duration::from_millis(config.s3_timeout_ms))
                 .build(),
         )
         .build();

@@ -1,0 +1,64 @@
+//! The dead-letter consumer: every message that reaches `<prefix>.commands.dead` — attempts exhausted, the
+//! broker's delivery limit, a poison message, a fault no retry can mend — ends its job as
+//! `failed_with_error` (500 `internal_error`), so no job waits for a message that will never be processed.
+//!
+//! The job is finished only if it is still pending, and the message is acknowledged only once that is
+//! written: while the database is down the delivery is held and the write retried with back-off (1 s
+//! doubling to 30 s), so an outage at that moment loses nothing.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use lapin::message::Delivery;
+use tokio::sync::watch;
+
+use crate::{
+    consumer::{settle, CommandMessage, Handle, Settle},
+    handler,
+};
+
+/// Dead letters one worker holds at once.
+pub const PREFETCH: u16 = 8;
+
+/// Ends the jobs of dead-lettered command messages.
+#[derive(Clone)]
+pub struct DeadLetters {
+    /// The pool.
+    pub pool: Pool,
+    /// Stops the retry loop of a delivery on shutdown (the message stays in the queue).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Handle for DeadLetters {
+    async fn handle(&self, delivery: Delivery) {
+        let Ok(message) = serde_json::from_slice::<CommandMessage>(&delivery.data) else {
+            tracing::error!(body = %String::from_utf8_lossy(&delivery.data),
+                "dead letter that is not a command message: dropped");
+            return settle(&delivery, Settle::Ack).await;
+        };
+        let job_id = message.job_id;
+        let mut backoff = Duration::from_secs(1);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            match handler::fail_with_error(&self.pool, job_id, "dead-lettered").await {
+                Ok(()) => {
+                    tracing::warn!(%job_id, "dead-lettered command: job ended failed_with_error");
+                    return settle(&delivery, Settle::Ack).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%job_id, error = %e, backoff_ms = backoff.as_millis() as u64,
+                        "could not end a dead-lettered job; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                // Not settled: the broker gives the message to the next consumer.
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The sweeper: the last line of "every accepted job ends". One worker at a time (a Postgres advisory lock
+//! taken per round) looks at jobs that stay pending:
+//! - pending longer than `JOB_DEADLINE_SECONDS` since they were accepted → `failed_with_error` (500);
+//! - pending without activity (accepted, started, republished) for `JOB_REPUBLISH_AFTER_SECONDS` → their
+//!   command message is published again through the outbox: the original may have been lost. The worker
+//!   skips the message of a job that is no longer pending, so a duplicate is harmless.
+//!
+//! Each round is one short transaction with no network I/O inside; the republished messages are sent after
+//! its commit (and by the relay if that fails). Jobs a worker holds locked are skipped.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_postgres::Pool;
+use ehealth_infra::{
+    amqp::Publisher,
+    outbox::{self, OutboxMessage},
+    Config, StoreError,
+};
+use tokio::sync::watch;
+
+use crate::handler;
+
+/// The advisory lock that makes one sweeper run at a time across all workers.
+pub const LOCK_KEY: i64 = 0x6548_6561_6c74_6801;
+/// Jobs handled per statement and round.
+pub const BATCH: i64 = 1000;
+
+const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+const EXPIRE: &str =
+    "UPDATE jobs SET status = 'failed_with_error', status_code = 500, response = $2, \
+     updated_at = now(), finished_at = now() \
+     WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' \
+       AND inserted_at < now() - make_interval(secs => $1) \
+       ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)";
+const REPUBLISH: &str = "WITH stale AS ( \
+       UPDATE jobs SET updated_at = now() WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' \
+         AND updated_at < now() - make_interval(secs => $1) \
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id) \
+     INSERT INTO outbox (message_id, exchange, routing_key, payload) \
+     SELECT gen_random_uuid(), $3, $4, jsonb_build_object('job_id', id) FROM stale \
+     RETURNING id, message_id, exchange, routing_key, payload";
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Whether this worker held the sweeper's lock.
+    pub ran: bool,
+    /// Jobs ended past their deadline.
+    pub expired: u64,
+    /// Jobs whose command was published again.
+    pub republished: usize,
+}
+
+/// One round: ends overdue jobs and republishes stale ones.
+pub async fn sweep_once(
+    pool: &Pool,
+    publisher: &Publisher,
+    config: &Config,
+) -> Result<Swept, StoreError> {
+    let (expired, messages): (u64, Vec<OutboxMessage>) = {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let statement = tx.prepare_cached(TRY_LOCK).await?;
+        if !tx
+            .query_one(&statement, &[&LOCK_KEY])
+            .await?
+            .get::<_, bool>(0)
+        {
+            return Ok(Swept::default());
+        }
+        let deadline = config.job_deadline_seconds as f64;
+        let statement = tx.prepare_cached(EXPIRE).await?;
+        let expired = tx
+            .execute(
+                &statement,
+                &[&deadline, &handler::internal_error_body(), &BATCH],
+            )
+            .await?;
+        let republish_after = config.job_republish_after_seconds as f64;
+        let statement = tx.prepare_cached(REPUBLISH).await?;
+        let rows = tx
+            .query(
+                &statement,
+                &[
+                    &republish_after,
+                    &BATCH,
+                    &outbox::COMMANDS,
+                    &outbox::COMMAND_ROUTING_KEY,
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        if expired > 0 {
+            tracing::warn!(
+                expired,
+                "jobs pending past JOB_DEADLINE_SECONDS ended failed_with_error"
+            );
+        }
+        let messages: Vec<OutboxMessage> = rows.iter().map(outbox::from_row).collect();
+        if messages.is_empty() {
+            return Ok(Swept {
+                ran: true,
+                expired,
+                republished: 0,
+            });
+        }
+        tracing::warn!(
+            count = messages.len(),
+            "stale pending jobs: command messages published again"
+        );
+        (expired, messages)
+    };
+    publisher.publish_committed(pool, &messages).await;
+    Ok(Swept {
+        ran: true,
+        expired,
+        republished: messages.len(),
+    })
+}
+
+/// How often the sweeper runs: a quarter of `JOB_REPUBLISH_AFTER_SECONDS`, between 1 and 15 seconds.
+pub fn interval(config: &Config) -> Duration {
+    Duration::from_millis(config.job_republish_after_seconds * 250)
+        .clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// Runs the sweeper until `shutdown` flips to true.
+pub async fn run(
+    pool: Pool,
+    publisher: Arc<Publisher>,
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = interval(&config);
+    loop {
+        if let Err(e) = sweep_once(&pool, &publisher, &config).await {
+            tracing::warn!(error = %e, "sweeper round failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
