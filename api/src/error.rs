@@ -32,7 +32,7 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 500: the database failed.
+    /// 503 while the database cannot be reached ([`StoreError::is_unavailable`]), else 500.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// 500: the broker failed where the api could not defer to the relay.
@@ -100,6 +100,10 @@ impl ApiError {
                     &[],
                 ),
             ),
+            ApiError::Store(e) if e.is_unavailable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "type": SERVICE_UNAVAILABLE, "message": UNAVAILABLE_MESSAGE }),
+            ),
             ApiError::Store(_) | ApiError::Amqp(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 error_body(500, "Internal server error", &[]),
@@ -107,6 +111,13 @@ impl ApiError {
         }
     }
 }
+
+/// The error `type` of a 503: the database is unreachable for now; the request may be sent again.
+pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
+/// The message of a 503.
+pub const UNAVAILABLE_MESSAGE: &str = "Service is temporarily unavailable, retry later";
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_UNAVAILABLE_SECONDS: u32 = 2;
 
 /// The eHealth `error` object for a status, message and invalid entries.
 pub fn error_body(status: u16, message: &str, invalid: &[InvalidEntry]) -> Value {
@@ -125,11 +136,20 @@ pub fn error_response(status: StatusCode, error: Value) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "request refused: database unavailable");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::info!(status = status.as_u16(), error = %self, "request rejected");
         }
-        error_response(status, body)
+        let mut response = error_response(status, body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECONDS),
+            );
+        }
+        response
     }
 }

@@ -1,6 +1,7 @@
 //! Command intake: a command becomes a job and an outbox row in one transaction, is published after commit,
 //! and is answered 202 with the job link — or, under `Prefer: wait=N`, with the job's own outcome if it
-//! finishes within N seconds.
+//! finishes within N seconds. Waiting costs no queries: the request sleeps until the process's
+//! `job_finished` listener wakes it ([`ehealth_infra::finished_jobs`]).
 
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use axum::{
 use ehealth_infra::{
     identity::Principal,
     jobs::{self, Job, JobStatus, NewJob, Submitted},
-    StoreError,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,6 +31,10 @@ pub struct CommandRequest {
     pub stream_id: Uuid,
     /// The serialized domain command.
     pub command: Value,
+    /// What the client sent — path parameters and the parsed body — without anything the server made (such
+    /// as the id of a resource to create). An identical pending command and a repeated `Idempotency-Key` are
+    /// recognised by it. For a command with no server-made value, the stream id and the command.
+    pub fingerprint: Value,
 }
 
 /// Accepts a command as a job and answers it.
@@ -62,7 +66,7 @@ pub async fn enqueue(
         request_id: context::current().request_id,
         idempotency_key,
     };
-    let job = match jobs::submit(&state.pool, new).await? {
+    let job = match jobs::submit_with_fingerprint(&state.pool, new, &request.fingerprint).await? {
         Submitted::Created(job, message) => {
             state
                 .publisher
@@ -98,14 +102,7 @@ pub fn prefer_wait(headers: &HeaderMap) -> Option<u64> {
 
 async fn wait_for(state: &AppState, job: Job, seconds: u64) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let mut current = job;
-    while current.status == JobStatus::Pending && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let client = state.pool.get().await.map_err(StoreError::from)?;
-        if let Some(job) = jobs::get(&client, current.id).await? {
-            current = job;
-        }
-    }
+    let current = state.finished_jobs.wait(&state.pool, job, deadline).await;
     if current.status == JobStatus::Pending {
         return Ok(pending_response(&current));
     }

@@ -5,8 +5,9 @@ use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 use axum::{middleware, Router};
 use deadpool_postgres::Pool;
 use ehealth_infra::{
-    amqp::{Publisher, Topology},
+    amqp::Publisher,
     db,
+    finished_jobs::{FinishedJobs, Listener},
     storage::Storage,
     Config,
 };
@@ -29,6 +30,8 @@ pub struct AppState {
     pub allowed_le_types: Arc<Vec<String>>,
     /// The object store.
     pub storage: Storage,
+    /// Requests waiting for their job (`Prefer: wait`), woken by the process's `job_finished` listener.
+    pub finished_jobs: FinishedJobs,
 }
 
 /// A built api, bound to its port, ready to serve.
@@ -36,11 +39,14 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     embedded_s3: Option<EmbeddedS3>,
+    finished_jobs: FinishedJobs,
+    job_listener: Listener,
 }
 
 impl Application {
     /// Builds the api: the pool, the publisher, the object store (the embedded one when `S3_ENDPOINT` is
-    /// unset) with its buckets, and the router, and binds `HTTP_ADDR`.
+    /// unset) with its buckets, the `job_finished` listener (one connection outside the pool) and the router,
+    /// and binds `HTTP_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let mut config = config;
         let embedded_s3 = match config.s3_endpoint {
@@ -67,11 +73,9 @@ impl Application {
             Err(e) => tracing::warn!(error = %e, "buckets could not be checked or created"),
         }
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
-        let publisher = Arc::new(Publisher::new(
-            &config.amqp_url,
-            Topology::new(&config.queue_prefix),
-            config.retry_delay_ms,
-        ));
+        let publisher = Arc::new(Publisher::new(&config));
+        let finished_jobs = FinishedJobs::new();
+        let job_listener = finished_jobs.spawn_listener(&config.database_url)?;
         let listener = TcpListener::bind(&config.http_addr).await?;
         if config.public_base_url.is_none() {
             config.public_base_url = Some(format!("http://{}", listener.local_addr()?));
@@ -82,6 +86,7 @@ impl Application {
             base_url: config.base_url(),
             allowed_le_types: Arc::new(config.allowed_le_types()),
             storage,
+            finished_jobs: finished_jobs.clone(),
             config: Arc::new(config),
         };
         let router = routes::router(state.clone())
@@ -94,6 +99,8 @@ impl Application {
             listener,
             router,
             embedded_s3,
+            finished_jobs,
+            job_listener,
         })
     }
 
@@ -102,15 +109,21 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and stops the embedded store.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (those waiting for their job are
+    /// answered 202 at once) and stops the `job_finished` listener and the embedded store.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
+        let finished_jobs = self.finished_jobs;
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                finished_jobs.release_all();
+            })
             .await;
+        self.job_listener.stop().await;
         if let Some(s3) = self.embedded_s3 {
             s3.stop().await;
         }

@@ -1,5 +1,7 @@
 //! The Postgres pool and the schema migrations.
 
+use std::time::Duration;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -9,20 +11,40 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
+/// How long opening one connection may take: a database that does not answer fails a request quickly
+/// (503) instead of holding it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request waits for a free pooled connection before it is answered 503: under overload or an
+/// outage a quick "retry later" beats a hung client.
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long checking a pooled connection before handing it out may take.
+pub const POOL_RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Builds a connection pool for `database_url` with at most `size` connections. Connections are opened
-/// lazily, so this succeeds while the database is down.
+/// lazily, so this succeeds while the database is down, and a closed connection (a restarted or terminated
+/// backend) is discarded when it is next taken rather than handed out: the pool heals by itself once the
+/// database is back. Every wait is bounded ([`CONNECT_TIMEOUT`], [`POOL_WAIT_TIMEOUT`],
+/// [`POOL_RECYCLE_TIMEOUT`]), so an outage surfaces as a `StoreError` within seconds.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
-    let pg: tokio_postgres::Config = database_url.parse()?;
+    let mut pg: tokio_postgres::Config = database_url.parse()?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
     let manager = Manager::from_config(
         pg,
         NoTls,
         ManagerConfig {
+            // `Fast` checks `is_closed` on every checkout, which drops connections whose backend went away;
+            // `Verified` would add a round trip to every checkout for the rare half-open connection, whose
+            // query then fails as unavailable (503) and closes it.
             recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(POOL_RECYCLE_TIMEOUT))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Migration(format!("cannot build the pool: {e}")))

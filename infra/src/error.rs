@@ -44,6 +44,18 @@ impl StoreError {
         }
     }
 
+    /// True when the database cannot be reached right now: no connection could be had from the pool (time-out,
+    /// refused or failed connect, closed pool), the connection was closed or broke, or the server said it is
+    /// shutting down, starting up or lost the connection (SQLSTATE 57P01, 57P02, 57P03, class 08). Callers
+    /// answer "try again later" (503) for these and "fault" (500) for every other error.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => is_unavailable(e),
+            _ => false,
+        }
+    }
+
     /// True when a unique constraint was violated (SQLSTATE 23505).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
@@ -60,4 +72,21 @@ fn is_retryable_sqlstate(e: &tokio_postgres::Error) -> bool {
             || *c == SqlState::CANNOT_CONNECT_NOW
             || *c == SqlState::TOO_MANY_CONNECTIONS
     )
+}
+
+fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(c) => {
+            *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || c.code().starts_with("08")
+        }
+        // No SQLSTATE: the socket failed (reset, timed out) rather than a statement.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
 }

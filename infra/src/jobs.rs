@@ -142,15 +142,25 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    fn command_hash(&self) -> String {
+    /// The hash under which intake recognises a command again: its type, who asks and what the client sent
+    /// (`request`), canonicalised. Server-made values (the id of a created resource) must not be in `request`,
+    /// or a repeated create would never match the first.
+    fn command_hash(&self, request: &Value) -> String {
         let canonical = crate::canonical::to_string(&json!({
             "type": self.job_type,
-            "stream_type": self.stream_type,
-            "stream_id": self.stream_id,
-            "command": self.command,
+            "request": request,
             "actor": self.actor,
         }));
         hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// What the client sent, for a command that holds nothing the server made: its stream and the command.
+    fn command_as_sent(&self) -> Value {
+        json!({
+            "stream_type": self.stream_type,
+            "stream_id": self.stream_id,
+            "command": self.command,
+        })
     }
 }
 
@@ -181,21 +191,38 @@ pub const ETA_SECONDS: i64 = 5;
 /// Stored error bodies are kept below this size.
 pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 
-/// Accepts a command: writes the job and its outbox row in one transaction.
+/// Accepts a command: writes the job and its outbox row in one transaction. The command is recognised again
+/// (identical pending command, `Idempotency-Key`) by its stream and its serialized form, which is right for
+/// commands that hold no server-made value; see [`submit_with_fingerprint`] for those that do.
 pub async fn submit(pool: &Pool, new: NewJob) -> Result<Submitted, SubmitError> {
+    let fingerprint = new.command_as_sent();
+    submit_with_fingerprint(pool, new, &fingerprint).await
+}
+
+/// Accepts a command like [`submit`], recognising it again by `fingerprint`: what the client sent (the path
+/// parameters and the body, parsed), without any value the server made such as the id of a resource to
+/// create. So the same create sent twice is one job, and a retried create with the same `Idempotency-Key`
+/// gets the first one's job and outcome.
+pub async fn submit_with_fingerprint(
+    pool: &Pool,
+    new: NewJob,
+    fingerprint: &Value,
+) -> Result<Submitted, SubmitError> {
+    let hash = new.command_hash(fingerprint);
     // A concurrent identical submission can hit a unique index between our check and our insert; the
     // second attempt then finds the winner's job.
-    match try_submit(pool, &new).await {
-        Err(SubmitError::Store(e)) if e.is_unique_violation() => try_submit(pool, &new).await,
+    match try_submit(pool, &new, &hash).await {
+        Err(SubmitError::Store(e)) if e.is_unique_violation() => {
+            try_submit(pool, &new, &hash).await
+        }
         other => other,
     }
 }
 
-async fn try_submit(pool: &Pool, new: &NewJob) -> Result<Submitted, SubmitError> {
+async fn try_submit(pool: &Pool, new: &NewJob, hash: &str) -> Result<Submitted, SubmitError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let owner = new.actor.legal_entity_id;
-    let hash = new.command_hash();
 
     if let Some(key) = &new.idempotency_key {
         let sql = format!(

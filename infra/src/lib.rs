@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod event_store;
+pub mod finished_jobs;
 pub mod identity;
 pub mod jobs;
 pub mod outbox;

@@ -69,11 +69,15 @@ async fn enqueue(
     (patient_id, analysis_id): (Uuid, Uuid),
     command: &Command,
 ) -> Result<Response, ApiError> {
+    let stream_id = stream(principal, patient_id, analysis_id);
+    let value = serde_json::to_value(command).unwrap_or_default();
     let request = CommandRequest {
         job_type: format!("{}.{}", AnalysisFilesAggregate::STREAM_TYPE, command.name()),
         stream_type: AnalysisFilesAggregate::STREAM_TYPE,
-        stream_id: stream(principal, patient_id, analysis_id),
-        command: serde_json::to_value(command).unwrap_or_default(),
+        stream_id,
+        // Spec-000 commands hold no server-made id (file ids derive from the stream and name).
+        fingerprint: json!({ "stream_id": stream_id, "command": value }),
+        command: value,
     };
     intake::enqueue(state, principal, headers, request).await
 }

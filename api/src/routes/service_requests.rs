@@ -15,7 +15,8 @@ use ehealth_domain::{
     Aggregate, ClientType,
 };
 use ehealth_infra::{identity::Principal, projection::service_request as projection, StoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
@@ -64,16 +65,21 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The job of `command` on service request `id`. The command holds nothing the server made, so it is its own
+/// fingerprint; create, which makes the id, sets its own.
 fn command_request(id: Uuid, command: Command) -> CommandRequest {
+    let job_type = format!(
+        "{}.{}",
+        ServiceRequestAggregate::STREAM_TYPE,
+        command.name()
+    );
+    let command = serde_json::to_value(&command).unwrap_or_default();
     CommandRequest {
-        job_type: format!(
-            "{}.{}",
-            ServiceRequestAggregate::STREAM_TYPE,
-            command.name()
-        ),
+        job_type,
         stream_type: ServiceRequestAggregate::STREAM_TYPE,
         stream_id: id,
-        command: serde_json::to_value(&command).unwrap_or_default(),
+        fingerprint: json!({ "stream_id": id, "command": command }),
+        command,
     }
 }
 
@@ -91,7 +97,7 @@ fn require_allowed_legal_entity(state: &AppState, principal: &Principal) -> Resu
 }
 
 /// Body of `POST /api/patients/{patient_id}/service_requests`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     category: String,
@@ -111,6 +117,8 @@ async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE_WRITE)?;
+    // What the client asked for, without the id made here: a repeated create is recognised by it.
+    let fingerprint = json!({ "patient_id": patient_id, "body": body });
     let id = Uuid::new_v4();
     let command = Command::Create {
         id,
@@ -120,7 +128,11 @@ async fn create(
         program_id: body.program_id,
         expiration_date: body.expiration_date,
     };
-    intake::enqueue(&state, principal, &headers, command_request(id, command)).await
+    let request = CommandRequest {
+        fingerprint,
+        ..command_request(id, command)
+    };
+    intake::enqueue(&state, principal, &headers, request).await
 }
 
 /// An eHealth reference: `{"identifier":{"type":{"coding":[{"system":…,"code":…}]},"value":…}}`.
