@@ -115,6 +115,8 @@ impl TestApp {
             http_addr: "127.0.0.1:0".to_owned(),
             queue_prefix: format!("test-{}", Uuid::new_v4().simple()),
             retry_delay_ms: 200,
+            // Few retry queues per test: 200, 400 and 800 ms.
+            worker_max_attempts: 4,
             outbox_relay_interval_ms: 100,
             db_pool_size: 8,
             ..Config::default()
@@ -240,11 +242,8 @@ impl TestApp {
         use lapin::types::FieldTable;
         let connection = amqp::connect(&self.config.amqp_url).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
-        let topology = amqp::Topology::new(&self.config.queue_prefix);
-        topology
-            .declare(&channel, self.config.retry_delay_ms)
-            .await
-            .unwrap();
+        let topology = amqp::Topology::new(&self.config);
+        topology.declare(&channel).await.unwrap();
         let exclusive = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -280,19 +279,80 @@ impl TestApp {
     }
 
     /// Waits until `check` is true, polling, for at most `timeout`.
-    pub async fn eventually<F, Fut>(&self, timeout: Duration, mut check: F) -> bool
+    pub async fn eventually<F, Fut>(&self, timeout: Duration, check: F) -> bool
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        eventually(timeout, check).await
+    }
+
+    /// The exchange and queue names of this test's prefix.
+    pub fn topology(&self) -> amqp::Topology {
+        amqp::Topology::new(&self.config)
+    }
+
+    /// What the broker says about one queue (a passive declare), or `None` while it does not exist.
+    pub async fn queue(&self, name: &str) -> Option<QueueState> {
+        use lapin::options::QueueDeclareOptions;
+        let connection = amqp::connect(&self.config.amqp_url).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(name.into(), passive, lapin::types::FieldTable::default())
+            .await
+            .ok()
+            .map(|queue| QueueState {
+                messages: queue.message_count(),
+                consumers: queue.consumer_count(),
+            });
+        let _ = connection.close(200, "done".into()).await;
+        declared
+    }
+}
+
+/// A queue as a passive declare reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    /// Messages ready for delivery (not those delivered and awaiting an acknowledgement).
+    pub messages: u32,
+    /// Consumers attached.
+    pub consumers: u32,
+}
+
+/// Waits until `check` is true, polling every 50 ms, for at most `timeout`; whether it became true. For
+/// conditions that become true on their own (a commit, a delivery, an expiry) instead of a fixed sleep.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(timeout, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await
+    .is_some()
+}
+
+/// Like [`eventually`], for a condition that yields a value: the first `Some`, or `None` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return Some(value);
         }
-        false
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -327,9 +387,7 @@ impl Drop for TestApp {
                     Ok(connection) => {
                         match connection.create_channel().await {
                             Ok(channel) => {
-                                if let Err(e) = amqp::Topology::new(&config.queue_prefix)
-                                    .delete(&channel)
-                                    .await
+                                if let Err(e) = amqp::Topology::new(&config).delete(&channel).await
                                 {
                                     eprintln!("test cleanup could not delete the queues: {e}");
                                 }

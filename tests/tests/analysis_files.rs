@@ -10,7 +10,7 @@ use ehealth_domain::{
     ClientType,
 };
 use ehealth_infra::{identity, projection};
-use ehealth_tests::{http::Reply, Api, Party, TestApp};
+use ehealth_tests::{eventually, http::Reply, wait_for, Api, Party, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -48,6 +48,26 @@ impl<'a> Files<'a> {
         self.api
             .request(Method::PATCH, &path, Some(body), &[])
             .await
+    }
+
+    /// Sets `isSend` and asserts the job was processed.
+    async fn set_send_processed(&self, id: &str, is_send: bool) {
+        let job = self
+            .api
+            .finished(self.set_send(id, json!({ "isSend": is_send })).await)
+            .await;
+        assert_eq!(job.status(), "processed", "{job:?}");
+    }
+
+    /// `isSend` of one file as the list shows it.
+    async fn is_send(&self, id: &str) -> Value {
+        let list = self.list().await;
+        let files = list.body["data"].as_array().unwrap();
+        files
+            .iter()
+            .find(|file| file["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {list:?}"))["isSend"]
+            .clone()
     }
 
     async fn delete(&self, id: &str) -> Reply {
@@ -159,11 +179,14 @@ async fn finalize_under_prefer_wait_answers_200_with_the_file() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
-    // Initializing again before finalizing is fine: a fresh link to the same upload.
+    // Initializing again before finalizing is fine (200 every time) and gives a fresh link: at the latest
+    // once the clock reaches the next second, to which links are signed.
     let first = files.upload_url("a.txt").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let url = files.upload_url("a.txt").await;
-    assert_ne!(first, url, "a fresh link");
+    let url = wait_for(Duration::from_secs(5), || async {
+        Some(files.upload_url("a.txt").await).filter(|url| *url != first)
+    })
+    .await
+    .expect("a fresh link");
     assert!(put(&url, b"hello".to_vec()).await.status().is_success());
     let path = format!("{}/a.txt", files.base);
     let reply = files
@@ -221,12 +244,20 @@ async fn the_storage_refuses_tampered_and_expired_links() {
         .await
         .unwrap();
     assert_eq!(download(&short.url).await.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(
-        download(&short.url).await.status(),
-        StatusCode::FORBIDDEN,
+    // The same link, unchanged, stops working once its second is over (and the object is still there).
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            download(&short.url).await.status() == StatusCode::FORBIDDEN
+        })
+        .await,
         "an expired link is refused"
     );
+    assert!(app
+        .storage
+        .head(&app.storage.files_bucket, &key)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,18 +397,11 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
     let files = Files::new(&app, &party, patient, analysis);
     let id = Files::file_id(&files.upload("a.pdf", b"send me").await);
-
+    // A second file whose announcements are the positive signal that nothing was published before them.
+    let sentinel = Files::file_id(&files.upload("sentinel.pdf", b"s").await);
     let mut events = app.subscribe("analysis_file.send_requested").await;
 
-    for _ in 0..2 {
-        let job = files
-            .api
-            .finished(files.set_send(&id, json!({ "isSend": true })).await)
-            .await;
-        assert_eq!(job.status(), "processed", "{job:?}");
-    }
-    assert_eq!(files.list().await.body["data"][0]["isSend"], true);
-
+    files.set_send_processed(&id, true).await;
     let event = events
         .next(Duration::from_secs(10))
         .await
@@ -389,19 +413,46 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     assert!(event["download_url_expires_at"].is_string());
     let got = download(event["download_url"].as_str().unwrap()).await;
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"send me");
-    assert!(
-        events.next(Duration::from_millis(1500)).await.is_none(),
-        "a second isSend=true changes nothing and publishes nothing"
-    );
 
-    // Back to false: recorded, not announced.
-    let job = files
-        .api
-        .finished(files.set_send(&id, json!({ "isSend": false })).await)
-        .await;
-    assert_eq!(job.status(), "processed");
-    assert!(events.next(Duration::from_millis(1000)).await.is_none());
+    // A second isSend=true changes nothing and publishes nothing: the next event is the sentinel's.
+    files.set_send_processed(&id, true).await;
+    assert_eq!(files.is_send(&id).await, json!(true));
+    files.set_send_processed(&sentinel, true).await;
+    let next = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the sentinel's event");
+    assert_eq!(next["file_id"], sentinel, "{next}");
+
+    // Back to false: recorded, not announced (for either file); the sentinel's next announcement comes first.
+    files.set_send_processed(&id, false).await;
+    assert_eq!(files.is_send(&id).await, json!(false));
+    files.set_send_processed(&sentinel, false).await;
+    files.set_send_processed(&sentinel, true).await;
+    let next = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the sentinel's event");
+    assert_eq!(next["file_id"], sentinel, "{next}");
     events.close().await;
+
+    // Nothing is left for the relay to publish later: one outbox row per announcement, all published.
+    let rows = app
+        .query(
+            "SELECT payload->>'file_id', published_at IS NOT NULL FROM outbox \
+             WHERE routing_key = 'analysis_file.send_requested' ORDER BY id",
+            &[],
+        )
+        .await;
+    let announced: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        announced,
+        [
+            (id.clone(), true),
+            (sentinel.clone(), true),
+            (sentinel, true)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,16 +470,22 @@ async fn delete_removes_the_file_and_its_object() {
     let job = files.api.finished(files.delete(&id).await).await;
     assert_eq!(job.status(), "processed", "{job:?}");
     assert_eq!(files.list().await.body["data"], json!([]));
+    // The job's transaction scheduled the object's deletion; after the commit it is carried out, and a
+    // scheduled deletion is removed only once its object is gone (it stays for the relay otherwise). So:
+    // once nothing is scheduled any more, the object is gone, at once.
     assert!(
         app.eventually(Duration::from_secs(10), || async {
-            download(&url).await.status() == StatusCode::NOT_FOUND
+            app.query("SELECT 1 FROM object_deletions", &[])
+                .await
+                .is_empty()
         })
         .await,
-        "the object is deleted from storage"
+        "the scheduled deletion is carried out"
     );
     assert_eq!(
-        app.query("SELECT 1 FROM object_deletions", &[]).await.len(),
-        0
+        download(&url).await.status(),
+        StatusCode::NOT_FOUND,
+        "the object is deleted from storage"
     );
     // The history stays; the name is free again and goes to a new object.
     assert_eq!(

@@ -2,15 +2,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ehealth_domain::service_request::{Command, Event, ServiceRequestAggregate};
+use std::time::Duration;
+
+use ehealth_domain::{
+    service_request::{Command, Event, ServiceRequestAggregate, State},
+    Aggregate, Context,
+};
 use ehealth_infra::{
     event_store::{self, Metadata},
-    jobs::{self, NewJob, Submitted},
+    jobs::{self, JobStatus, NewJob, Submitted},
     projection,
 };
-use ehealth_tests::TestApp;
+use ehealth_tests::{QueueState, TestApp};
 use ehealth_worker::handler::{self, Processed};
 use reqwest::StatusCode;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn metadata() -> Metadata {
@@ -211,11 +217,7 @@ fn actor_of(party: &ehealth_tests::Party) -> ehealth_domain::Actor {
 }
 
 fn publisher(app: &TestApp) -> ehealth_infra::amqp::Publisher {
-    ehealth_infra::amqp::Publisher::new(
-        &app.config.amqp_url,
-        ehealth_infra::amqp::Topology::new(&app.config.queue_prefix),
-        app.config.retry_delay_ms,
-    )
+    ehealth_infra::amqp::Publisher::new(&app.config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,63 +268,240 @@ async fn the_same_message_delivered_twice_appends_once() {
     assert_eq!(rows[0].get::<_, i64>(0), 1);
 }
 
+/// Rounds of concurrent commands the conflict test runs at most before it gives up on seeing a conflict.
+const MAX_ROUNDS: usize = 10;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_concurrent_commands_on_one_stream_both_end_correctly() {
+async fn concurrent_commands_on_one_stream_conflict_are_decided_again_and_all_end_correctly() {
     let mut app = TestApp::spawn().await;
-    let msp = app.msp().await;
-    let api = app.api(&msp.token);
-    let id = api.created_service_request(Uuid::new_v4(), true).await;
-    api.finished(api.use_request(id, msp.legal_entity_id, None).await)
-        .await
-        .assert_processed();
-    app.stop_worker().await;
+    let (a, b, c) = (app.msp().await, app.msp().await, app.msp().await);
+    let queue = app.topology().commands();
+    let mut rounds = 0;
+    while handler::conflicts() == 0 && rounds < MAX_ROUNDS {
+        rounds += 1;
+        // A fresh stream at version 2: created and used by `a`, in the program's queue.
+        let id = {
+            let api = app.api(&a.token);
+            let id = api.created_service_request(Uuid::new_v4(), true).await;
+            api.finished(api.use_request(id, a.legal_entity_id, None).await)
+                .await
+                .assert_processed();
+            id
+        };
 
-    // Both read version 2; one appends, the other conflicts, decides again on the new state and fails.
-    let release = submit(&app, id, &Command::Release, actor_of(&msp)).await;
-    let process = submit(&app, id, &Command::Process, actor_of(&msp)).await;
-    let publisher = publisher(&app);
-    let (a, b) = tokio::join!(
-        handler::process_job(&app.pool, &publisher, &app.storage, release),
-        handler::process_job(&app.pool, &publisher, &app.storage, process)
-    );
-    let (Processed::Finished(a), Processed::Finished(b)) = (a.unwrap(), b.unwrap()) else {
-        panic!("both jobs must finish");
-    };
-    let statuses = [a.status_code, b.status_code];
+        // With the worker down, commands that compete for the same state pile up in the queue ...
+        app.stop_worker().await;
+        let replies = {
+            let (api_a, api_b, api_c) = (app.api(&a.token), app.api(&b.token), app.api(&c.token));
+            [
+                api_a.release(id).await,
+                api_a.action(id, "process").await,
+                api_a.action(id, "complete").await,
+                api_a.use_request(id, a.legal_entity_id, None).await,
+                api_b.use_request(id, b.legal_entity_id, None).await,
+                api_b.release(id).await,
+                api_c.use_request(id, c.legal_entity_id, None).await,
+                api_c.action(id, "process").await,
+            ]
+        };
+        let jobs: Vec<Uuid> = replies
+            .iter()
+            .map(|reply| {
+                assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+                job_id(reply)
+            })
+            .collect();
+        let waiting = u32::try_from(jobs.len()).unwrap();
+        assert!(
+            app.eventually(Duration::from_secs(10), || async {
+                app.queue(&queue).await.map(|q| q.messages) == Some(waiting)
+            })
+            .await,
+            "every command waits in {queue}"
+        );
+        // ... and reach the worker together (it holds up to WORKER_PREFETCH of them), which decides them
+        // at the same time: those that read version 2 and lose the race must be decided again.
+        app.start_worker();
+        assert!(
+            app.eventually(Duration::from_secs(30), || async {
+                let rows = app
+                    .query(
+                        "SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'pending'",
+                        &[&jobs],
+                    )
+                    .await;
+                rows[0].get::<_, i64>(0) == 0
+            })
+            .await,
+            "every job ends"
+        );
+        assert_outcomes_follow_the_stream(&app, &a.token, id, 2, &jobs).await;
+    }
     assert!(
-        statuses.contains(&200) && statuses.contains(&409),
-        "{statuses:?}"
+        handler::conflicts() > 0,
+        "no append lost a race in {rounds} rounds of concurrent commands"
     );
+}
 
-    let rows = app
-        .query(
-            "SELECT stream_version FROM events WHERE stream_id = $1 ORDER BY 1",
-            &[&id],
-        )
-        .await;
-    let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3]);
+/// The job id of a 202.
+fn job_id(reply: &ehealth_tests::http::Reply) -> Uuid {
+    reply
+        .job_href()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap()
+}
+
+/// Checks the stream against the jobs that raced on it from version `from`: versions 1..=n with no gap and
+/// an intact chain; every event after `from` caused by exactly one of `jobs`; every processed job's events
+/// exactly what the domain decides on the state just before them; every failed job's rejection exactly what
+/// the domain decides on one of the states the stream went through after `from`; and the projection equal
+/// to the final state.
+async fn assert_outcomes_follow_the_stream(
+    app: &TestApp,
+    token: &str,
+    id: Uuid,
+    from: usize,
+    jobs: &[Uuid],
+) {
     let client = app.pool.get().await.unwrap();
+    let stored = event_store::read_stream(&client, id).await.unwrap();
+    let versions: Vec<i64> = stored.iter().map(|e| e.stream_version).collect();
+    let expected: Vec<i64> = (1..=i64::try_from(stored.len()).unwrap()).collect();
+    assert_eq!(versions, expected, "versions without a gap");
     assert!(event_store::verify_chain(&client, id).await.unwrap());
+    let events: Vec<Event> = stored
+        .iter()
+        .map(|e| {
+            event_store::decode_event::<ServiceRequestAggregate>(&e.event_type, &e.data).unwrap()
+        })
+        .collect();
+    // states[k]: the state after the first k events.
+    let states: Vec<State> = (0..=events.len())
+        .map(|k| ServiceRequestAggregate::fold(&events[..k]))
+        .collect();
+    let cause = |k: usize| -> Option<Uuid> {
+        stored[k].metadata["causation_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+    };
+    for (k, event) in stored.iter().enumerate().skip(from) {
+        assert!(
+            cause(k).is_some_and(|job| jobs.contains(&job)),
+            "event {} ({}) was caused by none of the racing jobs",
+            event.stream_version,
+            event.event_type
+        );
+    }
+
+    for &job_id in jobs {
+        let job = jobs::get(&client, job_id).await.unwrap().unwrap();
+        let command: Command = serde_json::from_value(job.command.clone()).unwrap();
+        let ctx = Context::new(event_store::now(), job.actor.clone());
+        let own: Vec<usize> = (0..stored.len())
+            .filter(|&k| cause(k) == Some(job_id))
+            .collect();
+        match job.status {
+            JobStatus::Processed => {
+                assert!(
+                    !own.is_empty(),
+                    "{job:?} was processed but appended nothing"
+                );
+                let (first, last) = (own[0], own[own.len() - 1]);
+                assert_eq!(own.len(), last - first + 1, "{job:?}: one append");
+                assert_eq!(
+                    ServiceRequestAggregate::decide(&states[first], command, &ctx),
+                    Ok(events[first..=last].to_vec()),
+                    "{job:?} appended what the state before it decides"
+                );
+                let after = states[last + 1].0.as_ref().unwrap();
+                assert_eq!(job.status_code, Some(200), "{job:?}");
+                assert_eq!(
+                    job.response.as_ref().unwrap()["status"],
+                    json!(after.status),
+                    "{job:?} answers the state its events made"
+                );
+            }
+            JobStatus::Failed => {
+                assert!(own.is_empty(), "{job:?} failed but appended");
+                let response = job.response.clone().unwrap();
+                let seen = (from..states.len()).find(|&k| {
+                    matches!(
+                        ServiceRequestAggregate::decide(&states[k], command.clone(), &ctx),
+                        Err(rejection) if Some(i32::from(rejection.status)) == job.status_code
+                            && response["message"] == rejection.message.as_str()
+                    )
+                });
+                assert!(
+                    seen.is_some(),
+                    "{job:?}: no state the stream went through refuses it like this"
+                );
+            }
+            _ => panic!("{job:?} did not end as processed or failed"),
+        }
+    }
+
+    let last = states.last().unwrap().0.clone().unwrap();
+    let row = app
+        .api(token)
+        .get(&format!("/api/service_requests/{id}"))
+        .await;
+    let data = &row.body["data"];
+    assert_eq!(data["status"], json!(last.status), "{row:?}");
+    assert_eq!(
+        data["program_processing_status"],
+        json!(last.program_processing_status),
+        "{row:?}"
+    );
+    assert_eq!(
+        data["used_by_legal_entity"]["identifier"]["value"],
+        last.used_by_legal_entity_id
+            .map_or(Value::Null, |le| json!(le.to_string())),
+        "{row:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_accepted_while_the_worker_is_down_is_processed_after_it_starts() {
+async fn a_command_accepted_while_the_worker_is_down_waits_in_the_queue_and_is_processed_after_it_starts(
+) {
     let mut app = TestApp::spawn_without_worker().await;
     let msp = app.msp().await;
-    let api = app.api(&msp.token);
-    let reply = api.create_service_request(Uuid::new_v4(), false).await;
+    let queue = app.topology().commands();
+    let reply = app
+        .api(&msp.token)
+        .create_service_request(Uuid::new_v4(), false)
+        .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let pending = api.get(&reply.job_href()).await;
+
+    // The command is on the broker, waiting for a consumer; nothing decided it.
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            app.queue(&queue).await
+                == Some(QueueState {
+                    messages: 1,
+                    consumers: 0,
+                })
+        })
+        .await,
+        "the command message waits in {queue}"
+    );
+    let pending = app.api(&msp.token).get(&reply.job_href()).await;
     assert_eq!(pending.body["data"]["status"], "pending");
     assert_eq!(pending.headers["retry-after"], "1");
+    let events = app.query("SELECT count(*) FROM events", &[]).await;
+    assert_eq!(events[0].get::<_, i64>(0), 0, "nothing decided yet");
 
     app.start_worker();
-    app.api(&msp.token)
+    let id = app
+        .api(&msp.token)
         .poll_job(&reply.job_href())
         .await
         .assert_processed();
+    let events = app
+        .query("SELECT count(*) FROM events WHERE stream_id = $1", &[&id])
+        .await;
+    assert_eq!(events[0].get::<_, i64>(0), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
