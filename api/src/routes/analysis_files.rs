@@ -22,7 +22,8 @@ use ehealth_domain::{
     Aggregate,
 };
 use ehealth_infra::{
-    event_store, identity::Principal, projection::analysis_file as projection, StoreError,
+    event_store, identity::Principal, projection::analysis_file as projection,
+    storage::upload_links, StoreError,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -96,12 +97,21 @@ async fn initialize(
     let stream = stream(principal, patient_id, analysis_id);
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let loaded = event_store::load::<AnalysisFilesAggregate>(&client, stream).await?;
-    let key = upload_target(&loaded.state, stream, &file_name)?;
+    let key = upload_target(&loaded.state, stream, &file_name, Uuid::new_v4())?;
     let link = state
         .storage
         .presign_put(&state.storage.files_bucket, &key, state.storage.presign_ttl)
         .await
         .map_err(StoreError::from)?;
+    upload_links::record(
+        &client,
+        stream,
+        &file_name,
+        &key,
+        principal.user_id,
+        link.expires_at,
+    )
+    .await?;
     tracing::info!(%stream, key, "upload link issued");
     Ok(envelope::object(
         StatusCode::OK,
@@ -118,11 +128,17 @@ async fn finalize(
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     validate_file_name(&file_name)?;
+    let upload_key = {
+        let client = state.pool.get().await.map_err(StoreError::from)?;
+        let stream = stream(principal, patient_id, analysis_id);
+        upload_links::newest(&client, stream, &file_name).await?
+    };
     let command = Command::Finalize {
         patient_id,
         analysis_id,
         file_name,
         max_bytes: state.config.max_upload_bytes,
+        upload_key,
         object: None,
     };
     enqueue(

@@ -1,0 +1,234 @@
+//! Every accepted command ends: a lost message is republished by the sweeper, an overdue job ends
+//! `failed_with_error`, dead letters end their jobs, a panicking handler is retried and then ended, a returned
+//! command is an error, an event no queue is bound for is kept, and a small pool drains a backlog. Against
+//! the real PostgreSQL, RabbitMQ and worker.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use ehealth_infra::amqp::{AmqpError, Publisher};
+use ehealth_tests::{eventually, wait_for, Api, TestApp};
+use lapin::{
+    options::{BasicPublishOptions, QueuePurgeOptions},
+    BasicProperties,
+};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Sends a create with `code` and returns its job's href (asserting 202).
+async fn create(api: &Api<'_>, code: &str) -> String {
+    let reply = api
+        .request(
+            Method::POST,
+            &format!("/api/patients/{}/service_requests", Uuid::new_v4()),
+            Some(json!({ "category": "laboratory_procedure", "code": code })),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    reply.job_href()
+}
+
+fn job_id(href: &str) -> Uuid {
+    Uuid::parse_str(href.trim_start_matches("/Jobs/")).unwrap()
+}
+
+/// Waits until the api published the job's command (its outbox row is marked), then purges the commands
+/// queue: the message is lost as if the broker had dropped it.
+async fn lose_the_message(app: &TestApp, href: &str) {
+    let id = job_id(href);
+    let pool = app.pool.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let pool = pool.clone();
+            async move {
+                let client = pool.get().await.unwrap();
+                client
+                    .query_one(
+                        "SELECT published_at IS NOT NULL FROM outbox WHERE message_id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
+        })
+        .await,
+        "the api published the command"
+    );
+    let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let purged = channel
+        .queue_purge(
+            app.topology().commands().as_str().into(),
+            QueuePurgeOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "exactly the command's message was in the queue");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_message_was_lost_is_republished_by_the_sweeper_and_processed() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let href = create(&app.api(&party.token), "LOST-1").await;
+    lose_the_message(&app, &href).await;
+    app.config.job_republish_after_seconds = 1;
+    app.start_worker();
+    app.api(&party.token)
+        .poll_job(&href)
+        .await
+        .assert_processed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_pending_past_its_deadline_ends_failed_with_error() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let href = create(&app.api(&party.token), "OVERDUE-1").await;
+    lose_the_message(&app, &href).await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE jobs SET inserted_at = now() - interval '2 hours' WHERE id = $1",
+            &[&job_id(&href)],
+        )
+        .await
+        .unwrap();
+    app.start_worker();
+    let job = app.api(&party.token).poll_job(&href).await;
+    assert_eq!(job.status(), "failed_with_error", "{job:?}");
+    assert_eq!(job.status_code(), 500);
+    assert_eq!(job.data["error"]["type"], "internal_error", "{job:?}");
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events WHERE metadata->>'causation_id' = $1",
+            &[&job_id(&href).to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 0, "an expired job decided nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_command_ends_its_job_failed_with_error() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let href = create(&app.api(&party.token), "DEAD-1").await;
+    lose_the_message(&app, &href).await;
+    let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            app.topology().dead_exchange().as_str().into(),
+            "command".into(),
+            BasicPublishOptions::default(),
+            json!({ "job_id": job_id(&href) }).to_string().as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    app.start_worker();
+    let job = app.api(&party.token).poll_job(&href).await;
+    assert_eq!(job.status(), "failed_with_error", "{job:?}");
+    assert_eq!(job.status_code(), 500);
+    let dead = app.topology().dead_queue();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.queue(&dead).await.is_some_and(|q| q.messages == 0)
+        })
+        .await,
+        "the dead letter was acknowledged once its job ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried_with_back_off_then_its_job_ends_and_the_worker_goes_on() {
+    // Debug builds only (worker/src/fault.rs); the test process is this test's alone under nextest.
+    std::env::set_var(ehealth_worker::fault::PANIC_ON, "PANIC-ME");
+    let app = TestApp::spawn().await;
+    let party = app.msp().await;
+    let api = app.api(&party.token);
+    let started = Instant::now();
+    let panicking = create(&api, "PANIC-ME-1").await;
+    let job = api.poll_job(&panicking).await;
+    assert_eq!(job.status(), "failed_with_error", "{job:?}");
+    assert_eq!(job.status_code(), 500);
+    // Attempts 1, 2 and 3 were parked 200, 400 and 800 ms (plus jitter) in the quorum retry queues before
+    // the 4th and last attempt was dead-lettered.
+    let backoff: Duration = (1..app.config.worker_max_attempts)
+        .map(|attempt| app.config.retry_delay(attempt))
+        .sum();
+    assert!(
+        started.elapsed() >= backoff,
+        "{:?} < {backoff:?}",
+        started.elapsed()
+    );
+    let fine = create(&api, "LAB-FINE").await;
+    api.poll_job(&fine).await.assert_processed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_no_queue_takes_is_an_error_not_a_success() {
+    let app = TestApp::spawn_without_worker().await;
+    let publisher = Publisher::new(&app.config);
+    let result = publisher
+        .publish(
+            &app.topology().commands(),
+            "no-such-routing-key",
+            b"{}",
+            Uuid::new_v4(),
+            Default::default(),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(result, Err(AmqpError::Unroutable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_event_no_queue_is_bound_for_is_kept_in_the_unrouted_queue() {
+    let app = TestApp::spawn().await;
+    let party = app.msp().await;
+    let api = app.api(&party.token);
+    let href = create(&api, "LAB-UNROUTED").await;
+    api.poll_job(&href).await.assert_processed();
+    let unrouted = app.topology().unrouted_events();
+    let kept = wait_for(Duration::from_secs(10), || async {
+        app.queue(&unrouted)
+            .await
+            .filter(|q| q.messages >= 1)
+            .map(|q| q.messages)
+    })
+    .await;
+    assert_eq!(kept, Some(1), "the status change event was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_with_a_configured_pool_smaller_than_the_prefetch() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let mut hrefs = Vec::new();
+    for n in 0..60 {
+        hrefs.push(create(&app.api(&party.token), &format!("BACKLOG-{n}")).await);
+    }
+    app.config.db_pool_size = 1;
+    app.config.worker_prefetch = 16;
+    app.start_worker();
+    let api = app.api(&party.token);
+    for href in &hrefs {
+        api.poll_job(href).await.assert_processed();
+    }
+}
