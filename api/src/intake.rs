@@ -9,9 +9,12 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use ehealth_domain::{service_request::ServiceRequestAggregate, Aggregate, ClientType};
 use ehealth_infra::{
     identity::Principal,
     jobs::{self, Job, JobStatus, NewJob, Submitted},
+    projection::service_request as service_request_projection,
+    StoreError,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -81,10 +84,32 @@ pub async fn enqueue(
         }
     };
     match prefer_wait(headers) {
-        Some(wait) if job.status == JobStatus::Pending => wait_for(state, job, wait).await,
-        _ if job.status != JobStatus::Pending => Ok(outcome_response(&job)),
+        Some(wait) if job.status == JobStatus::Pending => {
+            wait_for(state, principal, job, wait).await
+        }
+        _ if job.status != JobStatus::Pending => answer(state, principal, &job).await,
         _ => Ok(pending_response(&job)),
     }
+}
+
+/// The finished job's answer for `principal`: its outcome, unless that shows a resource `principal` could not
+/// GET now (e.g. a service request released by the legal entity that had used it) — then the job's own
+/// representation, which links to the resource without showing it.
+async fn answer(state: &AppState, principal: &Principal, job: &Job) -> Result<Response, ApiError> {
+    let hidden = job.status == JobStatus::Processed
+        && job.stream_type == ServiceRequestAggregate::STREAM_TYPE
+        && principal.client_type != ClientType::Nhs
+        && {
+            let client = state.pool.get().await.map_err(StoreError::from)?;
+            !service_request_projection::get(&client, job.stream_id)
+                .await?
+                .is_some_and(|row| row.visible_to(principal.legal_entity_id))
+        };
+    Ok(if hidden {
+        crate::routes::jobs::render(job)
+    } else {
+        outcome_response(job)
+    })
 }
 
 /// The seconds of a `Prefer: wait=N` header (RFC 7240), capped at [`MAX_WAIT_SECONDS`].
@@ -100,13 +125,18 @@ pub fn prefer_wait(headers: &HeaderMap) -> Option<u64> {
         .filter(|n| *n > 0)
 }
 
-async fn wait_for(state: &AppState, job: Job, seconds: u64) -> Result<Response, ApiError> {
+async fn wait_for(
+    state: &AppState,
+    principal: &Principal,
+    job: Job,
+    seconds: u64,
+) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let current = state.finished_jobs.wait(&state.pool, job, deadline).await;
     if current.status == JobStatus::Pending {
         return Ok(pending_response(&current));
     }
-    let mut response = outcome_response(&current);
+    let mut response = answer(state, principal, &current).await?;
     if let Ok(value) = HeaderValue::from_str(&format!("wait={seconds}")) {
         response.headers_mut().insert("preference-applied", value);
     }

@@ -5,6 +5,7 @@
 //! read the same version cannot both append ([`StoreError::Conflict`]). Every event carries
 //! `hash = SHA-256(prev_hash || canonical event)`, a per-stream chain that [`verify_chain`] checks.
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::GenericClient;
 use ehealth_domain::Aggregate;
@@ -182,12 +183,20 @@ pub async fn read_stream(
     Ok(rows.iter().map(row_to_stored).collect())
 }
 
-/// Replays a stream into the aggregate's state.
+/// Replays a stream into the aggregate's state. A stream of another aggregate type is no stream of `A`: it
+/// loads as an empty one (the decision answers "not found"), and an append to it would fail its version
+/// check, so one aggregate can never write into another's stream.
 pub async fn load<A: Aggregate>(
     client: &impl GenericClient,
     stream_id: Uuid,
 ) -> Result<Loaded<A>, StoreError> {
     let events = read_stream(client, stream_id).await?;
+    if events
+        .first()
+        .is_some_and(|e| e.stream_type != A::STREAM_TYPE)
+    {
+        return fold_stored::<A>(&[]);
+    }
     fold_stored::<A>(&events)
 }
 
@@ -364,19 +373,171 @@ pub async fn verify_chain(
     })
 }
 
-const SELECT_FEED: &str = "SELECT position, stream_type, stream_id, stream_version, event_id, event_type, \
-     schema_version, data, metadata, recorded_at, prev_hash, hash FROM events \
-     WHERE position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY position LIMIT $2";
+/// A place in the global feed: the writing transaction's id and the event's position, the feed's order.
+///
+/// Clients see it only as an opaque string ([`FeedCursor::encode`]: base64url, no padding, of
+/// `tx_id:position`), so the order can change again without breaking them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// The writing transaction (`pg_current_xact_id()`, an xid8).
+    pub tx_id: u64,
+    /// The event's global position.
+    pub position: i64,
+}
 
-/// The global feed after `after_position`, at most `limit` events. Serves only events of transactions older
-/// than the oldest transaction still running, so a reader that tails by position never skips an event whose
-/// position committed late.
+impl FeedCursor {
+    /// Before the first event.
+    pub const START: FeedCursor = FeedCursor {
+        tx_id: 0,
+        position: 0,
+    };
+
+    /// The opaque form given to clients as `paging.next_after`.
+    pub fn encode(self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.tx_id, self.position))
+    }
+
+    /// Reads a cursor given by [`FeedCursor::encode`]; `None` for anything else (a bare position included).
+    pub fn decode(value: &str) -> Option<FeedCursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let (tx_id, position) = text.split_once(':')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(tx_id) || !digits(position) {
+            return None;
+        }
+        Some(FeedCursor {
+            tx_id: tx_id.parse().ok()?,
+            position: position.parse().ok()?,
+        })
+    }
+}
+
+/// What a feed page is restricted to; every `None` filter lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    /// Only events of streams of this aggregate type.
+    pub stream_type: Option<String>,
+    /// Only events of this stream.
+    pub stream_id: Option<Uuid>,
+    /// Only events of streams that hold at least one event written for this legal entity
+    /// (`metadata.legal_entity_id`): the streams that legal entity took part in.
+    pub legal_entity_id: Option<Uuid>,
+    /// Only events recorded at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events recorded before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One page of the feed and the cursor to read the next one from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedPage {
+    /// The events, in `(tx_id, position)` order.
+    pub events: Vec<StoredEvent>,
+    /// After the last event of the page; the requested cursor when the page is empty.
+    pub next_after: FeedCursor,
+}
+
+// The feed's statement is this head, one clause per filter given, and the tail. Parameters keep their numbers
+// whichever clauses are present (they are prepared with explicit types), so each combination of filters is
+// its own cached statement with a plan of its own.
+const FEED_HEAD: &str = "SELECT e.tx_id::text AS tx_id, e.position, e.stream_type, e.stream_id, \
+     e.stream_version, e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at, \
+     e.prev_hash, e.hash FROM events e \
+     WHERE (e.tx_id, e.position) > ($1::xid8, $2) AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())";
+const FEED_BY_STREAM_TYPE: &str = " AND e.stream_type = $4";
+const FEED_BY_STREAM: &str = " AND e.stream_id = $5";
+const FEED_BY_LEGAL_ENTITY: &str = " AND e.stream_id IN \
+     (SELECT t.stream_id FROM events t WHERE t.metadata->>'legal_entity_id' = $6)";
+const FEED_FROM: &str = " AND e.recorded_at >= $7";
+const FEED_TO: &str = " AND e.recorded_at < $8";
+const FEED_TAIL: &str = " ORDER BY e.tx_id, e.position LIMIT $3";
+const FEED_PARAM_TYPES: [tokio_postgres::types::Type; 8] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::UUID,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ]
+};
+
+/// The global feed after `after`, at most `limit` events that pass `filter`, in `(tx_id, position)` order.
+///
+/// Positions are handed out when a transaction inserts, not when it commits, so a lower position can
+/// commit after a higher one. The feed therefore serves only events whose transaction is older than the
+/// oldest one still running (`pg_snapshot_xmin`) — those can gain no more events — and orders them by
+/// transaction first: an event that commits late belongs to a transaction the feed has not passed yet, so
+/// it comes on a later page and is never skipped. A transaction that stays open holds the feed back
+/// (nothing is skipped; the feed waits).
 pub async fn read_feed(
     client: &impl GenericClient,
-    after_position: i64,
+    after: FeedCursor,
     limit: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let statement = client.prepare_cached(SELECT_FEED).await?;
-    let rows = client.query(&statement, &[&after_position, &limit]).await?;
-    Ok(rows.iter().map(row_to_stored).collect())
+    filter: &FeedFilter,
+) -> Result<FeedPage, StoreError> {
+    let mut sql = String::from(FEED_HEAD);
+    for (present, clause) in [
+        (filter.stream_type.is_some(), FEED_BY_STREAM_TYPE),
+        (filter.stream_id.is_some(), FEED_BY_STREAM),
+        (filter.legal_entity_id.is_some(), FEED_BY_LEGAL_ENTITY),
+        (filter.from.is_some(), FEED_FROM),
+        (filter.to.is_some(), FEED_TO),
+    ] {
+        if present {
+            sql.push_str(clause);
+        }
+    }
+    sql.push_str(FEED_TAIL);
+    let statement = client.prepare_typed_cached(&sql, &FEED_PARAM_TYPES).await?;
+    let after_tx = after.tx_id.to_string();
+    // `metadata` is JSON written by serde, where a UUID is its lower-case hyphenated text.
+    let legal_entity = filter.legal_entity_id.map(|id| id.to_string());
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &after_tx,
+                &after.position,
+                &limit,
+                &filter.stream_type,
+                &filter.stream_id,
+                &legal_entity,
+                &filter.from,
+                &filter.to,
+            ],
+        )
+        .await?;
+    let mut next_after = after;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event = row_to_stored(row);
+        let tx_id: String = row.get("tx_id");
+        next_after = FeedCursor {
+            tx_id: tx_id.parse().map_err(|e| {
+                StoreError::Data(serde::de::Error::custom(format!(
+                    "tx_id {tx_id} is not an xid8: {e}"
+                )))
+            })?,
+            position: event.position,
+        };
+        events.push(event);
+    }
+    Ok(FeedPage { events, next_after })
+}
+
+/// Whether any of `events` was written for `legal_entity_id` (`metadata.legal_entity_id`), the rule the
+/// feed's [`FeedFilter::legal_entity_id`] applies to whole streams.
+pub fn written_for(events: &[StoredEvent], legal_entity_id: Uuid) -> bool {
+    events.iter().any(|e| {
+        e.metadata
+            .get("legal_entity_id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse::<Uuid>().ok())
+            == Some(legal_entity_id)
+    })
 }

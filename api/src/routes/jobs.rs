@@ -38,7 +38,7 @@ async fn show(
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = caller.authorize(SCOPE)?;
+    let principal = caller.authorize_active(SCOPE)?;
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let job = jobs::get(&client, id)
         .await?

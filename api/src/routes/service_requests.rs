@@ -3,7 +3,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Query, State},
+    extract::{Path, Query, State},
     http::HeaderMap,
     response::Response,
     routing::{get, patch},
@@ -33,8 +33,9 @@ pub const SCOPE_WRITE: &str = "service_request:write";
 pub const SCOPE_USE: &str = "service_request:use";
 /// Scope to read.
 pub const SCOPE_READ: &str = "service_request:read";
-/// The 409 of spec 004 for a legal entity whose type or status does not allow the action.
-pub const ACTION_NOT_ALLOWED: &str = "Action is not allowed for the legal entity";
+/// The 409 of spec 004 for a legal entity whose type or status does not allow the action (also decided by
+/// the job for a legal entity that may not release this request).
+pub use ehealth_domain::service_request::ACTION_NOT_ALLOWED;
 /// The 403 for a caller who may not read a service request.
 pub const NOT_ALLOWED_TO_VIEW: &str = "You are not allowed to view this service request";
 /// The 404 for an unknown service request.
@@ -49,11 +50,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/service_requests/{id}", get(show))
         .route("/api/service_requests/{id}/actions/use", patch(use_request))
-        .route("/api/service_requests/{id}/actions/release", patch(release))
-        .route("/api/service_requests/{id}/actions/process", patch(process))
         .route(
-            "/api/service_requests/{id}/actions/complete",
-            patch(complete),
+            "/api/service_requests/{id}/actions/{action}",
+            patch(bodiless_action),
         )
         .route(
             "/api/patients/{patient_id}/service_requests/{id}/actions/recall",
@@ -206,58 +205,27 @@ async fn use_request(
     intake::enqueue(&state, principal, &headers, command_request(id, command)).await
 }
 
-async fn release(
+/// Release (spec 004), process and complete: one handler, the action named by the path. Who may act on
+/// the request is decided by the job (release: the reservation holder or the creator; process and complete:
+/// the reservation holder).
+async fn bodiless_action(
     State(state): State<AppState>,
     _: ApiKey,
     caller: Caller,
-    PathId(id): PathId,
+    Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("Resource not found");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let command = match action.as_str() {
+        "release" => Command::Release,
+        "process" => Command::Process,
+        "complete" => Command::Complete,
+        _ => return Err(not_found()),
+    };
     let principal = caller.authorize(SCOPE_USE)?;
     require_allowed_legal_entity(&state, principal)?;
-    intake::enqueue(
-        &state,
-        principal,
-        &headers,
-        command_request(id, Command::Release),
-    )
-    .await
-}
-
-async fn process(
-    State(state): State<AppState>,
-    _: ApiKey,
-    caller: Caller,
-    PathId(id): PathId,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let principal = caller.authorize(SCOPE_USE)?;
-    require_allowed_legal_entity(&state, principal)?;
-    intake::enqueue(
-        &state,
-        principal,
-        &headers,
-        command_request(id, Command::Process),
-    )
-    .await
-}
-
-async fn complete(
-    State(state): State<AppState>,
-    _: ApiKey,
-    caller: Caller,
-    PathId(id): PathId,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let principal = caller.authorize(SCOPE_USE)?;
-    require_allowed_legal_entity(&state, principal)?;
-    intake::enqueue(
-        &state,
-        principal,
-        &headers,
-        command_request(id, Command::Complete),
-    )
-    .await
+    intake::enqueue(&state, principal, &headers, command_request(id, command)).await
 }
 
 /// Optional body of recall and cancel.

@@ -19,6 +19,9 @@ pub const EXPIRED: &str = "Service request is expired";
 pub const ALREADY_USED: &str = "Service request is already used";
 /// 409 for processing a request nobody uses.
 pub const NOT_USED: &str = "Service request is not used";
+/// 409 of spec 004 for a legal entity that may not act on this request: releasing is for the legal entity
+/// holding the reservation and the one that created the request.
+pub const ACTION_NOT_ALLOWED: &str = "Action is not allowed for the legal entity";
 /// 403 for a legal entity that may not change this request.
 pub const NOT_ALLOWED_TO_MODIFY: &str = "You are not allowed to modify this service request";
 
@@ -71,6 +74,10 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
             used_by_employee_id,
         } => use_request(sr, used_by_legal_entity_id, used_by_employee_id, ctx),
         Command::Release => {
+            let me = ctx.actor.legal_entity_id;
+            if sr.used_by_legal_entity_id != Some(me) && sr.requester_legal_entity_id != me {
+                return Err(Rejection::conflict(ACTION_NOT_ALLOWED));
+            }
             require_status(sr, Status::Active)?;
             if sr.program_processing_status != Some(ProgramProcessingStatus::InQueue) {
                 return Err(Rejection::conflict(INVALID_PROGRAM_PROCESSING_STATUS));

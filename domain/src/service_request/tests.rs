@@ -319,6 +319,53 @@ fn release_of_a_request_that_is_not_active_is_409_invalid_status() {
     .then_rejected(409, INVALID_STATUS);
 }
 
+fn acting_for(legal_entity_id: Uuid) -> Actor {
+    Actor {
+        legal_entity_id,
+        user_id: Uuid::from_u128(0x0123),
+        ..test_actor()
+    }
+}
+
+const HOLDER: Uuid = Uuid::from_u128(0x401d);
+const STRANGER: Uuid = Uuid::from_u128(0x5757);
+
+fn used_by_holder() -> Event {
+    Event::Used {
+        used_by_legal_entity_id: HOLDER,
+        used_by_employee_id: None,
+        program_processing_status: Some(ProgramProcessingStatus::InQueue),
+    }
+}
+
+#[test]
+fn release_by_the_legal_entity_holding_the_reservation_releases_it() {
+    given::<Sr>([created_with_program(), used_by_holder()])
+        .with_ctx(|ctx| ctx.actor = acting_for(HOLDER))
+        .when(Command::Release)
+        .then([Event::Released]);
+}
+
+#[test]
+fn release_by_the_legal_entity_that_created_the_request_releases_it() {
+    given::<Sr>([created_with_program(), used_by_holder()])
+        .when(Command::Release)
+        .then([Event::Released]);
+}
+
+#[test]
+fn release_by_any_other_legal_entity_is_409_action_not_allowed() {
+    given::<Sr>([created_with_program(), used_by_holder()])
+        .with_ctx(|ctx| ctx.actor = acting_for(STRANGER))
+        .when(Command::Release)
+        .then_rejected(409, ACTION_NOT_ALLOWED);
+    // Before the state is looked at: a stranger learns nothing of it.
+    given::<Sr>([created_with_program()])
+        .with_ctx(|ctx| ctx.actor = acting_for(STRANGER))
+        .when(Command::Release)
+        .then_rejected(409, ACTION_NOT_ALLOWED);
+}
+
 #[test]
 fn release_of_an_unknown_request_is_404() {
     given::<Sr>([])
