@@ -1,5 +1,11 @@
-//! Auditors' reads of the event log: one stream's history with its hash-chain check, and the global feed in
-//! position order without gaps (see `event_store::read_feed`).
+//! Auditors' reads of the event log: one stream's history — its events up to a point in time, the state
+//! folded from them and its hash-chain check — and the global feed, gap-free, filtered and paged by an opaque
+//! cursor (see `event_store::read_feed`).
+//!
+//! Who reads what: an NHS token reads every stream. Any other token — the personal client types (MSP,
+//! PRIMARY_CARE, PHARMACY, MSP_PHARMACY) and MIS alike, as for `GET /api/service_requests/{id}` — reads only
+//! the streams that hold at least one event written for its own legal entity (`metadata.legal_entity_id`):
+//! another stream is 404 as if it did not exist, and the feed leaves it out.
 
 use axum::{
     extract::{Query, State},
@@ -8,9 +14,20 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use ehealth_infra::{event_store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use ehealth_domain::{
+    analysis_file::AnalysisFilesAggregate, service_request::ServiceRequestAggregate, Aggregate,
+    ClientType,
+};
+use ehealth_infra::{
+    event_store::{self, FeedCursor, FeedFilter, StoredEvent},
+    identity::Principal,
+    projection::view,
+    StoreError,
+};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::{auth::Caller, envelope, extract::PathId, ApiError, AppState};
 
@@ -18,6 +35,17 @@ use crate::{auth::Caller, envelope, extract::PathId, ApiError, AppState};
 pub const SCOPE: &str = "audit:read";
 /// The most events one feed page returns.
 pub const MAX_FEED_PAGE: i64 = 1000;
+/// The events a feed page returns when `limit` is not given.
+pub const DEFAULT_FEED_PAGE: i64 = 100;
+/// The message of a 404 for a stream that does not exist or that the caller may not read.
+pub const STREAM_NOT_FOUND: &str = "Stream not found";
+/// The message of a 403 for a feed filtered to another legal entity by a caller that is not NHS.
+pub const OTHER_LEGAL_ENTITY: &str = "Only NHS may read another legal entity's events";
+/// The stream types the feed can be filtered to.
+pub const STREAM_TYPES: [&str; 2] = [
+    ServiceRequestAggregate::STREAM_TYPE,
+    AnalysisFilesAggregate::STREAM_TYPE,
+];
 
 /// The audit routes.
 pub fn router() -> Router<AppState> {
@@ -26,29 +54,195 @@ pub fn router() -> Router<AppState> {
         .route("/api/audit/events", get(feed))
 }
 
+/// The legal entity whose streams the caller is restricted to; `None` for NHS, which reads everything.
+fn tenant(principal: &Principal) -> Option<Uuid> {
+    (principal.client_type != ClientType::Nhs).then_some(principal.legal_entity_id)
+}
+
+/// A query parameter as given; an empty value counts as absent.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+fn parse_time(value: Option<&str>, entry: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::invalid(
+                        entry,
+                        "format",
+                        "expected an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z",
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn parse_uuid(value: Option<&str>, entry: &str) -> Result<Option<Uuid>, ApiError> {
+    value
+        .map(|v| {
+            Uuid::parse_str(v).map_err(|_| ApiError::invalid(entry, "format", "expected a UUID"))
+        })
+        .transpose()
+}
+
+/// How far back `GET /api/audit/streams/{id}` looks: up to a global position or a time, both inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AsOf {
+    Now,
+    Position(i64),
+    Time(DateTime<Utc>),
+}
+
+impl AsOf {
+    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        let Some(value) = value else {
+            return Ok(AsOf::Now);
+        };
+        if value.bytes().all(|b| b.is_ascii_digit()) {
+            return value.parse().map(AsOf::Position).map_err(|_| {
+                ApiError::invalid("$.as_of", "format", "the position is out of range")
+            });
+        }
+        parse_time(Some(value), "$.as_of").map(|t| t.map_or(AsOf::Now, AsOf::Time))
+    }
+
+    fn includes(self, event: &StoredEvent) -> bool {
+        match self {
+            AsOf::Now => true,
+            AsOf::Position(position) => event.position <= position,
+            AsOf::Time(time) => event.recorded_at <= time,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            AsOf::Now => Value::Null,
+            AsOf::Position(position) => json!(position),
+            AsOf::Time(time) => json!(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        }
+    }
+}
+
+/// `as_of`: a global position or an RFC 3339 time.
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    as_of: Option<String>,
+}
+
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     PathId(id): PathId,
+    Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    caller.authorize_active(SCOPE)?;
+    let principal = caller.authorize_active(SCOPE)?;
+    let as_of = AsOf::parse(given(&query.as_of))?;
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let events = event_store::read_stream(&client, id).await?;
-    if events.is_empty() {
-        return Err(ApiError::not_found("Stream not found"));
-    }
+    let visible = tenant(principal).is_none_or(|le| event_store::written_for(&events, le));
+    let Some(first) = events.first().filter(|_| visible) else {
+        return Err(ApiError::not_found(STREAM_NOT_FOUND));
+    };
+    let stream_type = first.stream_type.clone();
     let chain_valid = event_store::verify_chain(&client, id).await?;
+    // The stream as it was: the longest prefix of its events within `as_of` (a stream's positions and times
+    // grow with its versions, so this is every event of the stream within `as_of`).
+    let then = &events[..events.iter().take_while(|e| as_of.includes(e)).count()];
+    let state = view::state_json(&stream_type, id, then)?;
     Ok(envelope::object(
         StatusCode::OK,
-        json!({ "stream_id": id, "chain_valid": chain_valid, "events": events }),
+        json!({
+            "stream_id": id,
+            "stream_type": stream_type,
+            "as_of": as_of.to_json(),
+            "version": then.last().map_or(0, |e| e.stream_version),
+            "chain_valid": chain_valid,
+            "events": then,
+            "state": state,
+        }),
     ))
 }
 
-/// `after` (a position, default 0) and `limit` (1..=1000, default 100).
+/// `after` (a cursor from `paging.next_after`), `limit` (1..=1000, default 100) and the filters.
 #[derive(Debug, Deserialize)]
 struct FeedQuery {
     after: Option<String>,
     limit: Option<String>,
+    stream_type: Option<String>,
+    stream_id: Option<String>,
+    legal_entity_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl FeedQuery {
+    /// Validates every parameter (422 naming the first bad one) and returns the cursor, limit and filter.
+    fn parse(&self) -> Result<(FeedCursor, i64, FeedFilter), ApiError> {
+        let after = match given(&self.after) {
+            None => FeedCursor::START,
+            Some(v) => FeedCursor::decode(v).ok_or_else(|| {
+                ApiError::invalid(
+                    "$.after",
+                    "cursor",
+                    "expected paging.next_after of an earlier page; positions are no longer cursors: read \
+                     again from the start (without after) and skip the positions already seen",
+                )
+            })?,
+        };
+        let limit = match given(&self.limit) {
+            None => DEFAULT_FEED_PAGE,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_FEED_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "$.limit",
+                        "number",
+                        &format!("expected an integer from 1 to {MAX_FEED_PAGE}"),
+                    )
+                })?,
+        };
+        let stream_type = given(&self.stream_type)
+            .map(|v| {
+                STREAM_TYPES
+                    .into_iter()
+                    .find(|t| *t == v)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "$.stream_type",
+                            "inclusion",
+                            &format!("expected one of {}", STREAM_TYPES.join(", ")),
+                        )
+                    })
+            })
+            .transpose()?;
+        let stream_id = parse_uuid(given(&self.stream_id), "$.stream_id")?;
+        let legal_entity_id = parse_uuid(given(&self.legal_entity_id), "$.legal_entity_id")?;
+        let from = parse_time(given(&self.from), "$.from")?;
+        let to = parse_time(given(&self.to), "$.to")?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if to < from {
+                return Err(ApiError::invalid(
+                    "$.to",
+                    "range",
+                    "must not be earlier than from",
+                ));
+            }
+        }
+        let filter = FeedFilter {
+            stream_type,
+            stream_id,
+            legal_entity_id,
+            from,
+            to,
+        };
+        Ok((after, limit, filter))
+    }
 }
 
 async fn feed(
@@ -56,38 +250,25 @@ async fn feed(
     caller: Caller,
     Query(query): Query<FeedQuery>,
 ) -> Result<Response, ApiError> {
-    caller.authorize_active(SCOPE)?;
-    let after = match &query.after {
-        None => 0,
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::invalid(
-                "$.after",
-                "number",
-                "expected a non-negative integer position",
-            )
-        })?,
-    };
-    let limit = match &query.limit {
-        None => 100,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_FEED_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "$.limit",
-                    "number",
-                    &format!("expected an integer from 1 to {MAX_FEED_PAGE}"),
-                )
-            })?,
-    };
+    let principal = caller.authorize_active(SCOPE)?;
+    let (after, limit, mut filter) = query.parse()?;
+    if let Some(own) = tenant(principal) {
+        if filter.legal_entity_id.is_some_and(|le| le != own) {
+            return Err(ApiError::forbidden(OTHER_LEGAL_ENTITY));
+        }
+        filter.legal_entity_id = Some(own);
+    }
     let client = state.pool.get().await.map_err(StoreError::from)?;
-    let events = event_store::read_feed(&client, after, limit).await?;
-    let next_after = events.last().map_or(after, |e| e.position);
+    let page = event_store::read_feed(&client, after, limit, &filter).await?;
     let status = StatusCode::OK;
+    let paging = json!({
+        "after": given(&query.after),
+        "next_after": page.next_after.encode(),
+        "limit": limit,
+    });
     Ok((
         status,
-        Json(json!({ "meta": envelope::meta(status, "list"), "data": events, "paging": { "after": after, "next_after": next_after, "limit": limit } })),
+        Json(json!({ "meta": envelope::meta(status, "list"), "data": page.events, "paging": paging })),
     )
         .into_response())
 }

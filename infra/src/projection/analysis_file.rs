@@ -82,10 +82,12 @@ impl AnalysisFileRow {
         }
     }
 
-    /// The api's camelCase view (spec 000), without a download link.
+    /// The api's camelCase view (spec 000), without a download link. `streamId` names the event stream that
+    /// holds the file's history (`GET /api/audit/streams/{streamId}`).
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
+            "streamId": self.stream_id,
             "patientId": self.patient_id,
             "analysisId": self.analysis_id,
             "fileName": self.file_name,

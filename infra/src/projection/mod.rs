@@ -6,6 +6,7 @@
 
 pub mod analysis_file;
 pub mod service_request;
+pub mod view;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
-use ehealth_domain::service_request::{ServiceRequestAggregate, State};
+use ehealth_domain::service_request::{ServiceRequest, ServiceRequestAggregate, State};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -81,6 +81,35 @@ impl ServiceRequestRow {
             version: row.get("version"),
             inserted_at: row.get("inserted_at"),
             updated_at: row.get("updated_at"),
+        }
+    }
+
+    /// The row of a folded service request at stream `version`, first and last recorded at `inserted_at`
+    /// and `updated_at`: what [`Projection::project`] writes, so what a rebuild writes.
+    pub fn from_state(
+        id: Uuid,
+        sr: &ServiceRequest,
+        version: i64,
+        inserted_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            patient_id: sr.patient_id,
+            category: sr.category.clone(),
+            code: sr.code.clone(),
+            program_id: sr.program_id,
+            expiration_date: sr.expiration_date,
+            status: sr.status.as_str().to_owned(),
+            program_processing_status: sr.program_processing_status.map(|s| s.as_str().to_owned()),
+            status_reason: sr.status_reason.clone(),
+            requester_legal_entity_id: sr.requester_legal_entity_id,
+            requester_user_id: sr.requester_user_id,
+            used_by_legal_entity_id: sr.used_by_legal_entity_id,
+            used_by_employee_id: sr.used_by_employee_id,
+            version,
+            inserted_at,
+            updated_at,
         }
     }
 
@@ -187,26 +216,27 @@ impl Projection for ServiceRequestAggregate {
         let Some(sr) = state.0.as_ref() else {
             return Ok(());
         };
+        let row = ServiceRequestRow::from_state(id, sr, version, inserted_at, updated_at);
         let statement = tx.prepare_cached(UPSERT).await?;
         tx.execute(
             &statement,
             &[
-                &id,
-                &sr.patient_id,
-                &sr.category,
-                &sr.code,
-                &sr.program_id,
-                &sr.expiration_date,
-                &sr.status.as_str(),
-                &sr.program_processing_status.map(|s| s.as_str()),
-                &sr.status_reason,
-                &sr.requester_legal_entity_id,
-                &sr.requester_user_id,
-                &sr.used_by_legal_entity_id,
-                &sr.used_by_employee_id,
-                &version,
-                &inserted_at,
-                &updated_at,
+                &row.id,
+                &row.patient_id,
+                &row.category,
+                &row.code,
+                &row.program_id,
+                &row.expiration_date,
+                &row.status,
+                &row.program_processing_status,
+                &row.status_reason,
+                &row.requester_legal_entity_id,
+                &row.requester_user_id,
+                &row.used_by_legal_entity_id,
+                &row.used_by_employee_id,
+                &row.version,
+                &row.inserted_at,
+                &row.updated_at,
             ],
         )
         .await?;
