@@ -194,3 +194,104 @@ fn bad_input_exits_non_zero_with_a_clear_message() {
         assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
     }
 }
+
+/// `ehealth-admin audit verify` with `EVENT_CHAIN_KEY` set to `key`.
+fn audit_verify(db: &Db, key: &str, stream: Option<Uuid>) -> (Option<i32>, Value) {
+    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
+    args.extend(stream.map(|id| format!("--stream={id}")));
+    let output = Command::new(env!("CARGO_BIN_EXE_ehealth-admin"))
+        .args(&args)
+        .env("DATABASE_URL", &db.url)
+        .env("EVENT_CHAIN_KEY", key)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), report)
+}
+
+/// Appends three events to a new stream the way the worker does, with this process's key (the development
+/// key). The chain does not care what the events mean.
+async fn stream_of_three(pool: &deadpool_postgres::Pool) -> Uuid {
+    use ehealth_domain::service_request::{Event, ServiceRequestAggregate};
+    use ehealth_infra::event_store::{self, Metadata};
+    let id = Uuid::new_v4();
+    let client = pool.get().await.unwrap();
+    let loaded = event_store::load::<ServiceRequestAggregate>(&client, id)
+        .await
+        .unwrap();
+    let metadata = Metadata {
+        causation_id: None,
+        correlation_id: "admin cli test".to_owned(),
+        actor_user_id: Uuid::new_v4(),
+        legal_entity_id: Uuid::new_v4(),
+        client_type: "MSP".to_owned(),
+    };
+    let events = [Event::ProcessingStarted, Event::Completed, Event::Released];
+    event_store::append::<ServiceRequestAggregate>(&client, id, &loaded, &events, &metadata)
+        .await
+        .unwrap();
+    id
+}
+
+#[test]
+fn audit_verify_reports_a_row_changed_by_the_owner_and_exits_non_zero() {
+    use ehealth_infra::event_store::chain::DEVELOPMENT_CHAIN_KEY;
+    let db = Db::new();
+    db.json(&["migrate"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pool = ehealth_infra::db::pool(&db.url, 2).unwrap();
+    let (tampered, intact) =
+        runtime.block_on(async { (stream_of_three(&pool).await, stream_of_three(&pool).await) });
+
+    let (code, report) = audit_verify(&db, DEVELOPMENT_CHAIN_KEY, None);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(
+        report,
+        serde_json::json!({"streams": 2, "events": 6, "invalid": []})
+    );
+
+    // The owner switches the append-only trigger off, changes a payload and switches it on again.
+    runtime.block_on(async {
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete; \
+                 UPDATE events SET data = '{{\"forged\": true}}' \
+                   WHERE stream_id = '{tampered}' AND stream_version = 2; \
+                 ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete;"
+            ))
+            .await
+            .unwrap();
+    });
+    let (code, report) = audit_verify(&db, DEVELOPMENT_CHAIN_KEY, None);
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(
+        (&report["streams"], &report["events"]),
+        (&2.into(), &6.into())
+    );
+    let invalid = report["invalid"].as_array().unwrap();
+    assert_eq!(invalid.len(), 1, "{report}");
+    assert_eq!(invalid[0]["stream_id"], tampered.to_string());
+    assert_eq!(invalid[0]["version"], 2);
+    assert!(invalid[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("link does not match"));
+
+    let (code, report) = audit_verify(&db, DEVELOPMENT_CHAIN_KEY, Some(intact));
+    assert_eq!((code, &report["events"]), (Some(0), &3.into()), "{report}");
+    let (code, _) = audit_verify(&db, DEVELOPMENT_CHAIN_KEY, Some(tampered));
+    assert_eq!(code, Some(2));
+
+    // The key matters: with another one not a single link of the intact stream verifies.
+    let (code, report) = audit_verify(&db, "another key of 16 bytes or more", Some(intact));
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(report["invalid"].as_array().unwrap().len(), 3, "{report}");
+
+    let unknown = Uuid::new_v4();
+    let output = db.admin(&["audit", "verify", "--stream", &unknown.to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+    assert!(output.stdout.is_empty());
+}

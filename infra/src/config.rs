@@ -82,6 +82,11 @@ pub struct Config {
     pub data_dir: String,
     /// Address of the embedded object store.
     pub s3_embedded_addr: String,
+    /// The secret that keys the event chain's HMAC links (`event_store::chain`). It lives only in the
+    /// processes' environment, never in the database, so that whoever can write the tables cannot forge a
+    /// chain. The default is the public `event_store::chain::DEVELOPMENT_CHAIN_KEY`; the services warn at
+    /// start while they run with it.
+    pub event_chain_key: String,
 }
 
 impl Default for Config {
@@ -118,6 +123,7 @@ impl Default for Config {
             max_upload_bytes: 50 * 1024 * 1024,
             data_dir: "./data".to_owned(),
             s3_embedded_addr: "127.0.0.1:9000".to_owned(),
+            event_chain_key: crate::event_store::chain::DEVELOPMENT_CHAIN_KEY.to_owned(),
         }
     }
 }
@@ -169,6 +175,7 @@ impl Config {
         "max_upload_bytes",
         "data_dir",
         "s3_embedded_addr",
+        "event_chain_key",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -225,6 +232,12 @@ impl Config {
         if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
             return Err(ConfigError(
                 "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not at all"
+                    .to_owned(),
+            ));
+        }
+        if self.event_chain_key.len() < 16 {
+            return Err(ConfigError(
+                "EVENT_CHAIN_KEY must be at least 16 bytes (e.g. `openssl rand -hex 32`)"
                     .to_owned(),
             ));
         }

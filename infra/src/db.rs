@@ -5,7 +5,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::StoreError;
+use crate::{event_store::chain, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -79,7 +79,9 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Applies every pending migration of `migrations/` (refinery; each migration in its own transaction).
+/// Applies every pending migration of `migrations/` (refinery; each migration in its own transaction), then
+/// re-chains the event log with the process's `EVENT_CHAIN_KEY` if it is still chained the pre-V5 way
+/// (`event_store::chain::rechain`: once, in one transaction; a no-op ever after).
 pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
     let pg: tokio_postgres::Config = database_url.parse()?;
     let (mut client, connection) = pg.connect(NoTls).await?;
@@ -88,6 +90,15 @@ pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
         .run_async(&mut client)
         .await
         .map_err(|e| StoreError::Migration(e.to_string()))?;
+    let rechained = chain::rechain(&mut client, chain::chain_key()).await?;
+    if rechained.rechained {
+        tracing::info!(
+            streams = rechained.streams,
+            events = rechained.events,
+            already_broken = rechained.already_broken.len(),
+            "event chain re-chained with EVENT_CHAIN_KEY"
+        );
+    }
     drop(client);
     let _ = handle.await;
     let applied = report.applied_migrations().len();

@@ -2,19 +2,21 @@
 //!
 //! A stream is one aggregate instance. [`load`] replays it; [`append`] writes new events in one round trip,
 //! bumping the `streams` row only where its version is still the one the writer read, so two writers that
-//! read the same version cannot both append ([`StoreError::Conflict`]). Every event carries
-//! `hash = SHA-256(prev_hash || canonical event)`, a per-stream chain that [`verify_chain`] checks.
+//! read the same version cannot both append ([`StoreError::Conflict`]). Every event carries a link, an
+//! HMAC-SHA-256 keyed by `EVENT_CHAIN_KEY` over the RFC 8785 form of the event and the previous link: a
+//! per-stream chain that only the key's holder can make, which [`verify_chain`] checks (see [`chain`]).
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use ehealth_domain::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{canonical, StoreError};
+use crate::StoreError;
+
+pub mod chain;
 
 /// Who and what caused an event; stored as the event's `metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,35 +126,9 @@ pub fn decode_event<A: Aggregate>(event_type: &str, data: &Value) -> Result<A::E
     Ok(serde_json::from_value(tagged)?)
 }
 
-/// The hash of one event: SHA-256 over the previous hash and the canonical JSON of the event.
-#[allow(clippy::too_many_arguments)]
-pub fn event_hash(
-    prev_hash: Option<&[u8]>,
-    stream_type: &str,
-    stream_id: Uuid,
-    stream_version: i64,
-    event_id: Uuid,
-    event_type: &str,
-    data: &Value,
-    metadata: &Value,
-    recorded_at: DateTime<Utc>,
-) -> Vec<u8> {
-    let canonical_event = canonical::to_string(&json!({
-        "stream_type": stream_type,
-        "stream_id": stream_id,
-        "stream_version": stream_version,
-        "event_id": event_id,
-        "event_type": event_type,
-        "schema_version": 1,
-        "data": data,
-        "metadata": metadata,
-        "recorded_at": recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-    }));
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.unwrap_or_default());
-    hasher.update(canonical_event.as_bytes());
-    hasher.finalize().to_vec()
-}
+/// The schema version `append` writes (the `1` of the `APPEND_*` statements). The chain covers the stored
+/// value, so the two cannot drift apart unnoticed.
+pub const SCHEMA_VERSION: i32 = 1;
 
 fn row_to_stored(row: &tokio_postgres::Row) -> StoredEvent {
     let prev_hash: Option<Vec<u8>> = row.get("prev_hash");
@@ -261,17 +237,21 @@ pub async fn append<A: Aggregate>(
         let version = loaded.version + 1 + i as i64;
         let event_id = Uuid::new_v4();
         let (event_type, data) = encode_event::<A>(event)?;
-        let hash = event_hash(
+        let hash = chain::event_hash(
+            chain::chain_key(),
             prev.as_deref(),
-            A::STREAM_TYPE,
-            stream_id,
-            version,
-            event_id,
-            &event_type,
-            &data,
-            &metadata,
-            recorded_at,
-        );
+            &chain::ChainedEvent {
+                stream_type: A::STREAM_TYPE,
+                stream_id,
+                stream_version: version,
+                event_id,
+                event_type: &event_type,
+                schema_version: SCHEMA_VERSION,
+                data: &data,
+                metadata: &metadata,
+                recorded_at,
+            },
+        )?;
         versions.push(version);
         ids.push(event_id);
         types.push(event_type);
@@ -332,45 +312,15 @@ pub async fn append<A: Aggregate>(
     })
 }
 
-/// Recomputes every hash of a stream; `Ok(true)` when the chain links from the first event to the last
-/// and matches the `streams` row.
+/// Recomputes every link of a stream with the process's key ([`chain::chain_key`]); `Ok(true)` when the chain
+/// links from the first event to the last and matches the `streams` row. [`chain::verify_streams`] says
+/// what is broken, and checks every stream.
 pub async fn verify_chain(
     client: &impl GenericClient,
     stream_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let events = read_stream(client, stream_id).await?;
-    let mut prev: Option<String> = None;
-    for e in &events {
-        if e.prev_hash != prev {
-            return Ok(false);
-        }
-        let prev_bytes = prev.as_deref().map(hex::decode).transpose().ok().flatten();
-        let expected = event_hash(
-            prev_bytes.as_deref(),
-            &e.stream_type,
-            e.stream_id,
-            e.stream_version,
-            e.event_id,
-            &e.event_type,
-            &e.data,
-            &e.metadata,
-            e.recorded_at,
-        );
-        if hex::encode(expected) != e.hash {
-            return Ok(false);
-        }
-        prev = Some(e.hash.clone());
-    }
-    let head = client
-        .query_opt(
-            "SELECT last_hash FROM streams WHERE stream_id = $1",
-            &[&stream_id],
-        )
-        .await?;
-    Ok(match head {
-        Some(row) => prev == Some(hex::encode(row.get::<_, Vec<u8>>(0))),
-        None => events.is_empty(),
-    })
+    let report = chain::verify_streams(client, chain::chain_key(), Some(stream_id)).await?;
+    Ok(report.invalid.is_empty())
 }
 
 /// A place in the global feed: the writing transaction's id and the event's position, the feed's order.

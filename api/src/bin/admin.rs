@@ -3,8 +3,11 @@
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use deadpool_postgres::tokio_postgres::IsolationLevel;
 use ehealth_domain::ClientType;
-use ehealth_infra::{db, error::SqlState, identity, projection, telemetry, Config, StoreError};
+use ehealth_infra::{
+    db, error::SqlState, event_store::chain, identity, projection, telemetry, Config, StoreError,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -35,6 +38,9 @@ enum Command {
     /// Read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// The event log's tamper evidence (uses EVENT_CHAIN_KEY).
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,15 +124,40 @@ enum ProjectionsCommand {
     Rebuild,
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the keyed hash chain of every stream (or of one) with EVENT_CHAIN_KEY; prints
+    /// {"streams":…,"events":…,"invalid":[{"stream_id":…,"version":…,"reason":…}]} and exits 2 when a link is
+    /// broken.
+    Verify {
+        /// Check only this stream.
+        #[arg(long)]
+        stream: Option<Uuid>,
+    },
+}
+
+/// `audit verify` found links that do not verify: its report is printed all the same, and the exit code (2)
+/// tells scripts a broken chain from a failure to check (1).
+#[derive(Debug, thiserror::Error)]
+#[error("the event chain does not verify")]
+struct BrokenChain(Value);
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(output) => print_json(&output),
-        Err(e) => {
-            eprintln!("ehealth-admin: {e:#}");
-            std::process::exit(1);
-        }
+        Err(e) => match e.downcast::<BrokenChain>() {
+            Ok(BrokenChain(report)) => {
+                print_json(&report);
+                eprintln!("ehealth-admin: the event chain does not verify");
+                std::process::exit(2);
+            }
+            Err(e) => {
+                eprintln!("ehealth-admin: {e:#}");
+                std::process::exit(1);
+            }
+        },
     }
 }
 
@@ -138,6 +169,8 @@ fn print_json(value: &Value) {
 async fn run(cli: Cli) -> anyhow::Result<Value> {
     let config = Config::from_env()?;
     telemetry::init("text");
+    // Before `migrate`, which re-chains a pre-V5 log with it.
+    let chain_key = chain::install_chain_key(&config.event_chain_key)?;
     if let Command::Migrate = cli.command {
         db::create_database_if_missing(&config.database_url).await?;
         let applied = db::migrate(&config.database_url).await?;
@@ -216,6 +249,31 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
         }
         Command::Projections(ProjectionsCommand::Rebuild) => {
             json!({ "streams": projection::rebuild_all(&mut client).await? })
+        }
+        Command::Audit(AuditCommand::Verify { stream }) => {
+            if chain_key.is_development() {
+                eprintln!(
+                    "ehealth-admin: EVENT_CHAIN_KEY is the public development key: a valid chain proves \
+                     nothing outside development"
+                );
+            }
+            // One snapshot for the whole log, while the services go on appending.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let verification = chain::verify_streams(&tx, chain_key, stream).await?;
+            tx.commit().await?;
+            if let (Some(id), 0) = (stream, verification.streams) {
+                bail!("stream {id} does not exist");
+            }
+            let report = json!(verification);
+            if !verification.invalid.is_empty() {
+                return Err(BrokenChain(report).into());
+            }
+            report
         }
     })
 }
