@@ -6,16 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ehealth}
+# Two roles: the owner migrates and administers; the services run as the least-privilege runtime role that
+# `ehealth-admin migrate` creates and grants (README, "Database roles").
+export MIGRATION_DATABASE_URL=${MIGRATION_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ehealth}
+export DATABASE_URL=${DATABASE_URL:-postgres://ehealth_app@127.0.0.1:5432/ehealth}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:8080}
 export RUST_LOG=${RUST_LOG:-info}
 
-DATABASE_URL=$DATABASE_URL bash scripts/ensure-services.sh
+DATABASE_URL=$MIGRATION_DATABASE_URL bash scripts/ensure-services.sh
 
 say "building (release)"
 cargo build --release --locked --bin ehealth-api --bin ehealth-worker --bin ehealth-admin
-say "migrating $DATABASE_URL"
+say "migrating $MIGRATION_DATABASE_URL (runtime role of $DATABASE_URL)"
 target/release/ehealth-admin migrate >/dev/null
 
 target/release/ehealth-worker &

@@ -10,8 +10,13 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&config.log_format);
     ehealth_infra::event_store::chain::install_chain_key(&config.event_chain_key)?
         .warn_if_development();
-    db::create_database_if_missing(&config.database_url).await?;
-    db::migrate(&config.database_url).await?;
+    // Migrations are `ehealth-admin migrate`'s, as the owner; the service runs as the runtime role only.
+    db::check_runtime_role(
+        &db::pool(&config.database_url, 1)?,
+        config.allow_privileged_db_role,
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
     Application::build(config)
         .await?
         .run_until(shutdown)

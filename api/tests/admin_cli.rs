@@ -25,10 +25,23 @@ impl Db {
         Self { name, url }
     }
 
+    /// The same database as the runtime role the services use.
+    fn runtime_url(&self) -> String {
+        let mut config: tokio_postgres::Config = self.url.parse().unwrap();
+        config.user("ehealth_app");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!("postgres://ehealth_app@{host}:{port}/{}", self.name)
+    }
+
     fn admin(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_ehealth-admin"))
             .args(args)
-            .env("DATABASE_URL", &self.url)
+            .env("MIGRATION_DATABASE_URL", &self.url)
+            .env("DATABASE_URL", self.runtime_url())
             .env("RUST_LOG", "warn")
             .output()
             .unwrap()
@@ -201,7 +214,8 @@ fn audit_verify(db: &Db, key: &str, stream: Option<Uuid>) -> (Option<i32>, Value
     args.extend(stream.map(|id| format!("--stream={id}")));
     let output = Command::new(env!("CARGO_BIN_EXE_ehealth-admin"))
         .args(&args)
-        .env("DATABASE_URL", &db.url)
+        .env("MIGRATION_DATABASE_URL", &db.url)
+        .env("DATABASE_URL", db.runtime_url())
         .env("EVENT_CHAIN_KEY", key)
         .env("RUST_LOG", "warn")
         .output()

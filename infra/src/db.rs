@@ -79,11 +79,34 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Applies every pending migration of `migrations/` (refinery; each migration in its own transaction), then
-/// re-chains the event log with the process's `EVENT_CHAIN_KEY` if it is still chained the pre-V5 way
-/// (`event_store::chain::rechain`: once, in one transaction; a no-op ever after).
-pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
-    let pg: tokio_postgres::Config = database_url.parse()?;
+/// What the runtime role may do, table by table: read and append the log, never change it; run jobs, the
+/// outbox and the projections; read reference data, never write it (that is the admin CLI's, as the owner).
+/// Applied by [`migrate`] after every migration set, so a table added later gets its grants on the next
+/// migrate. Every table not listed here is the owner's alone.
+pub const RUNTIME_GRANTS: &[(&str, &str)] = &[
+    ("events", "SELECT, INSERT"),
+    ("streams", "SELECT, INSERT, UPDATE (version, updated_at)"),
+    ("jobs", "SELECT, INSERT, UPDATE, DELETE"),
+    ("outbox", "SELECT, INSERT, UPDATE, DELETE"),
+    ("object_deletions", "SELECT, INSERT, UPDATE, DELETE"),
+    ("upload_links", "SELECT, INSERT, DELETE"),
+    ("service_requests", "SELECT, INSERT, UPDATE, DELETE"),
+    ("analysis_files", "SELECT, INSERT, UPDATE, DELETE"),
+    ("legal_entities", "SELECT"),
+    ("users", "SELECT"),
+    ("api_clients", "SELECT"),
+    ("tokens", "SELECT"),
+    ("chain_state", "SELECT"),
+];
+
+/// Applies every pending migration of `migrations/` as the owner (`MIGRATION_DATABASE_URL`; refinery, each
+/// migration in its own transaction), re-chains the event log with the process's `EVENT_CHAIN_KEY` if it is
+/// still chained the pre-V5 way (`event_store::chain::rechain`: once, in one transaction; a no-op ever
+/// after), then creates or updates the runtime role named by `runtime_url`'s user with exactly
+/// [`RUNTIME_GRANTS`]. With `runtime_url` naming the owner itself nothing is granted (a single-role setup,
+/// which the services refuse unless `ALLOW_PRIVILEGED_DB_ROLE`).
+pub async fn migrate(migration_url: &str, runtime_url: &str) -> Result<usize, StoreError> {
+    let pg: tokio_postgres::Config = migration_url.parse()?;
     let (mut client, connection) = pg.connect(NoTls).await?;
     let handle = tokio::spawn(connection);
     let report = embedded::migrations::runner()
@@ -99,9 +122,126 @@ pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
             "event chain re-chained with EVENT_CHAIN_KEY"
         );
     }
+    let runtime: tokio_postgres::Config = runtime_url.parse()?;
+    grant_runtime_role(&client, &runtime).await?;
     drop(client);
     let _ = handle.await;
     let applied = report.applied_migrations().len();
     tracing::info!(applied, "migrations applied");
     Ok(applied)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the runtime role if missing (LOGIN, nothing else), sets its password when the URL has one, and
+/// replaces its privileges on every table with [`RUNTIME_GRANTS`].
+async fn grant_runtime_role(
+    client: &tokio_postgres::Client,
+    runtime: &tokio_postgres::Config,
+) -> Result<(), StoreError> {
+    let Some(role) = runtime.get_user().map(str::to_owned) else {
+        return Ok(());
+    };
+    let owner: String = client.query_one("SELECT current_user", &[]).await?.get(0);
+    if role == owner {
+        tracing::warn!(role, "DATABASE_URL names the owner: no separate runtime role");
+        return Ok(());
+    }
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await?
+        .is_some();
+    let quoted = quote_ident(&role);
+    if !exists {
+        let created = client
+            .batch_execute(&format!(
+                "CREATE ROLE {quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+            ))
+            .await;
+        match created {
+            Ok(()) => tracing::info!(role, "created the runtime role"),
+            // Another migrating process created it in between.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(password) = runtime.get_password() {
+        let password = String::from_utf8_lossy(password).replace('\'', "''");
+        client
+            .batch_execute(&format!("ALTER ROLE {quoted} PASSWORD '{password}'"))
+            .await?;
+    }
+    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+    let mut sql = format!(
+        "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {quoted}; GRANT USAGE ON SCHEMA public TO {quoted}; \
+         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted};",
+        quote_ident(&database)
+    );
+    for (table, privileges) in RUNTIME_GRANTS {
+        sql.push_str(&format!(" GRANT {privileges} ON {table} TO {quoted};"));
+    }
+    client
+        .batch_execute(&format!("BEGIN; {sql} COMMIT;"))
+        .await?;
+    tracing::info!(role, "runtime role granted");
+    Ok(())
+}
+
+/// Why the services refuse a database role.
+const PRIVILEGE_CHECK: &str = "SELECT r.rolsuper, \
+       (SELECT c.relowner = r.oid FROM pg_class c WHERE c.oid = 'events'::regclass), \
+       has_table_privilege('events', 'UPDATE'), has_table_privilege('events', 'DELETE'), \
+       has_table_privilege('events', 'TRUNCATE') \
+     FROM pg_roles r WHERE r.rolname = current_user";
+
+/// Refuses to run (a clear error) when the pool's role is a superuser, owns `events`, or may UPDATE, DELETE
+/// or TRUNCATE it, unless `allow_privileged` (`ALLOW_PRIVILEGED_DB_ROLE=true`, unsafe: the service itself
+/// could then rewrite the log). Waits up to `patience` for the database to answer.
+pub async fn check_runtime_role(
+    pool: &Pool,
+    allow_privileged: bool,
+    patience: Duration,
+) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let row = loop {
+        let attempt = async {
+            let client = pool.get().await?;
+            Ok::<_, StoreError>(client.query_one(PRIVILEGE_CHECK, &[]).await?)
+        };
+        match attempt.await {
+            Ok(row) => break row,
+            Err(e) if e.is_unavailable() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet; waiting to check the role");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let flags = [
+        (row.get::<_, bool>(0), "is a superuser"),
+        (row.get::<_, Option<bool>>(1).unwrap_or(false), "owns the events table"),
+        (row.get::<_, bool>(2), "may UPDATE events"),
+        (row.get::<_, bool>(3), "may DELETE from events"),
+        (row.get::<_, bool>(4), "may TRUNCATE events"),
+    ];
+    let problems: Vec<&str> = flags.iter().filter(|(bad, _)| *bad).map(|(_, why)| *why).collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "the database role of DATABASE_URL {}; the services connect as the least-privilege runtime role \
+         that `ehealth-admin migrate` creates (see README, \"Database roles\")",
+        problems.join(", ")
+    );
+    if allow_privileged {
+        tracing::warn!(%message, "ALLOW_PRIVILEGED_DB_ROLE=true: running anyway (unsafe)");
+        Ok(())
+    } else {
+        Err(StoreError::Migration(format!(
+            "refusing to start: {message}, or set ALLOW_PRIVILEGED_DB_ROLE=true (unsafe)"
+        )))
+    }
 }

@@ -82,22 +82,24 @@ const SELECT_STREAM: &str =
      schema_version, data, metadata, recorded_at, prev_hash, hash FROM events WHERE stream_id = $1 \
      ORDER BY stream_version";
 
+// `streams.last_hash` is not written here: the runtime role may not update it. The owner's trigger
+// `events_set_stream_head` (V7) sets it to the link of the stream's last event as the events are inserted.
 const APPEND_NEW_STREAM: &str = "WITH bump AS ( \
-       INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $2, $3, $4) \
+       INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $2, $3, '') \
        ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id) \
      INSERT INTO events (stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, \
        metadata, recorded_at, prev_hash, hash) \
-     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $5, $6, e.prev_hash, e.hash \
-     FROM bump, unnest($7::bigint[], $8::uuid[], $9::text[], $10::jsonb[], $11::bytea[], $12::bytea[]) \
+     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $4, $5, e.prev_hash, e.hash \
+     FROM bump, unnest($6::bigint[], $7::uuid[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[]) \
        AS e(version, event_id, event_type, data, prev_hash, hash)";
 
 const APPEND_EXISTING_STREAM: &str = "WITH bump AS ( \
-       UPDATE streams SET version = $3, last_hash = $4, updated_at = now() \
-       WHERE stream_id = $1 AND stream_type = $2 AND version = $13 RETURNING stream_id) \
+       UPDATE streams SET version = $3, updated_at = now() \
+       WHERE stream_id = $1 AND stream_type = $2 AND version = $12 RETURNING stream_id) \
      INSERT INTO events (stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, \
        metadata, recorded_at, prev_hash, hash) \
-     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $5, $6, e.prev_hash, e.hash \
-     FROM bump, unnest($7::bigint[], $8::uuid[], $9::text[], $10::jsonb[], $11::bytea[], $12::bytea[]) \
+     SELECT $2, bump.stream_id, e.version, e.event_id, e.event_type, 1, e.data, $4, $5, e.prev_hash, e.hash \
+     FROM bump, unnest($6::bigint[], $7::uuid[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[]) \
        AS e(version, event_id, event_type, data, prev_hash, hash)";
 
 /// Splits an aggregate event into its `event_type` and `data` (events are adjacently tagged).
@@ -280,7 +282,6 @@ pub async fn append<A: Aggregate>(
         &stream_id,
         &stream_type,
         &new_version,
-        &last_hash,
         &metadata,
         &recorded_at,
         &versions,

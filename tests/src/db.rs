@@ -9,11 +9,26 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// The URL of database `name` on the admin connection's server.
+/// The runtime role the services connect as in tests (created by the template's migration).
+pub const RUNTIME_ROLE: &str = "ehealth_app";
+
+/// The URL of database `name` on the admin connection's server, as the owner (the admin connection's user).
 pub fn database_url(name: &str) -> String {
+    url_as(name, None)
+}
+
+/// The URL of database `name` as the least-privilege runtime role, as the api and worker connect.
+pub fn runtime_database_url(name: &str) -> String {
+    url_as(name, Some(RUNTIME_ROLE))
+}
+
+fn url_as(name: &str, role: Option<&str>) -> String {
     let mut config: tokio_postgres::Config = admin_url().parse().unwrap();
     config.dbname(name);
-    let user = config.get_user().unwrap_or("postgres").to_owned();
+    let user = role
+        .or(config.get_user())
+        .unwrap_or("postgres")
+        .to_owned();
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".to_owned(),
@@ -21,6 +36,7 @@ pub fn database_url(name: &str) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let password = config
         .get_password()
+        .filter(|_| role.is_none())
         .map(|p| format!(":{}", String::from_utf8_lossy(p)))
         .unwrap_or_default();
     format!("postgres://{user}{password}@{host}:{port}/{name}")
@@ -45,6 +61,8 @@ fn template_name() -> String {
         hasher.update(file.file_name().unwrap().to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&file).unwrap());
     }
+    // The runtime role's grants are made by the migration step too.
+    hasher.update(format!("{:?}", ehealth_infra::db::RUNTIME_GRANTS).as_bytes());
     format!("ehealth_template_{}", &hex::encode(hasher.finalize())[..12])
 }
 
@@ -76,7 +94,7 @@ pub async fn create_test_database() -> String {
             .batch_execute(&format!("CREATE DATABASE \"{template}\""))
             .await
             .unwrap();
-        ehealth_infra::db::migrate(&database_url(&template))
+        ehealth_infra::db::migrate(&database_url(&template), &runtime_database_url(&template))
             .await
             .unwrap();
         client

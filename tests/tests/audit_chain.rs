@@ -293,7 +293,12 @@ async fn the_migration_re_chains_a_sha256_log_once_and_keeps_earlier_tampering_v
     );
 
     // The migration step, as the api, the worker and `ehealth-admin migrate` run it.
-    assert_eq!(db::migrate(&app.config.database_url).await.unwrap(), 0);
+    assert_eq!(
+        db::migrate(&app.config.migration_database_url, &app.config.database_url)
+            .await
+            .unwrap(),
+        0
+    );
     let report = verify_all(&app).await;
     assert_eq!((report.streams, report.events), (4, 2507), "{report:?}");
     assert_eq!(
@@ -323,7 +328,12 @@ async fn the_migration_re_chains_a_sha256_log_once_and_keeps_earlier_tampering_v
 
     // Once done, never again: a second migration changes nothing, and the step itself says so.
     let after_first = links(&app).await;
-    assert_eq!(db::migrate(&app.config.database_url).await.unwrap(), 0);
+    assert_eq!(
+        db::migrate(&app.config.migration_database_url, &app.config.database_url)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(links(&app).await, after_first);
     let mut client = app.pool.get().await.unwrap();
     let again = chain::rechain(&mut client, chain::chain_key())

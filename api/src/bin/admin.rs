@@ -172,11 +172,13 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
     // Before `migrate`, which re-chains a pre-V5 log with it.
     let chain_key = chain::install_chain_key(&config.event_chain_key)?;
     if let Command::Migrate = cli.command {
-        db::create_database_if_missing(&config.database_url).await?;
-        let applied = db::migrate(&config.database_url).await?;
+        db::create_database_if_missing(&config.migration_database_url).await?;
+        let applied = db::migrate(&config.migration_database_url, &config.database_url).await?;
         return Ok(json!({ "applied": applied }));
     }
-    let pool = db::pool(&config.database_url, 2)?;
+    // The operator's tool works as the owner: reference data and credentials are not the runtime role's to
+    // write, and a rebuild truncates projections.
+    let pool = db::pool(&config.migration_database_url, 2)?;
     let mut client = pool.get().await.context("cannot connect to the database")?;
     let client_ref = &client;
     Ok(match cli.command {

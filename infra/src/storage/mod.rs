@@ -4,6 +4,7 @@
 //! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
 
 pub mod deletions;
+pub mod embedded_keys;
 pub mod upload_links;
 
 use std::time::Duration;
@@ -108,6 +109,27 @@ impl ProvideCredentials for DefaultChain {
     }
 }
 
+/// The embedded store's generated account (`embedded_keys`), read from `DATA_DIR` on first use: the worker
+/// may start before the api that creates it.
+#[derive(Debug)]
+struct EmbeddedAccount {
+    data_dir: std::path::PathBuf,
+}
+
+impl ProvideCredentials for EmbeddedAccount {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let (id, secret) = embedded_keys::load_or_create(&self.data_dir).map_err(|e| {
+                aws_credential_types::provider::error::CredentialsError::provider_error(e)
+            })?;
+            Ok(Credentials::new(id, secret, None, None, "ehealth-embedded"))
+        })
+    }
+}
+
 fn credentials(config: &Config) -> SharedCredentialsProvider {
     match config.s3_static_keys() {
         Some((id, secret)) => SharedCredentialsProvider::new(Credentials::new(
@@ -117,6 +139,9 @@ fn credentials(config: &Config) -> SharedCredentialsProvider {
             None,
             "ehealth-config",
         )),
+        None if config.s3_endpoint.is_none() => SharedCredentialsProvider::new(EmbeddedAccount {
+            data_dir: config.data_dir.clone().into(),
+        }),
         None => SharedCredentialsProvider::new(DefaultChain {
             region: Region::new(config.s3_region.clone()),
             chain: tokio::sync::OnceCell::new(),
@@ -189,6 +214,13 @@ impl Storage {
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
+    }
+
+    /// Checks that `bucket` exists and this account may use it (`HeadBucket`): the object store's readiness
+    /// check, which creates nothing.
+    pub async fn head_bucket(&self, bucket: &str) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(bucket).send().await?;
         Ok(())
     }
 
