@@ -28,5 +28,6 @@ say "building the binaries (debug) and the fault suite"
 cargo build --locked --bin ehealth-api --bin ehealth-worker --bin ehealth-admin
 cargo build --locked -p ehealth-tests --bin ehealth-faults
 
+target=${CARGO_TARGET_DIR:-target}
 say "running the fault suite ${args[*]}"
-exec target/debug/ehealth-faults --bin-dir target/debug --logs target/faults "${args[@]}"
+exec "$target/debug/ehealth-faults" --bin-dir "$target/debug" --logs "$target/faults" "${args[@]}"

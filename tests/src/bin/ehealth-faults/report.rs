@@ -88,6 +88,18 @@ pub fn print(
     for row in &cells {
         writeln!(out, "{}", line(row))?;
     }
+    if form == "--ci" {
+        writeln!(
+            out,
+            "note: --ci: 200–400 commands a scenario, 10 worker kills, lead-in 3 s and tail 5 s around \
+             outages, pg-stop-90 stops PostgreSQL for 30 s; recovery is timed out after 90 s"
+        )?;
+    }
+    writeln!(
+        out,
+        "note: each scenario has its own database and QUEUE_PREFIX=faults-<scenario>; recovery of a \
+         scenario without a fault counts from its last command"
+    )?;
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         writeln!(out, "note: {}: {}", row.name, row.note)?;
     }
