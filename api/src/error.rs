@@ -141,7 +141,14 @@ impl IntoResponse for ApiError {
         } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
-            tracing::info!(status = status.as_u16(), error = %self, "request rejected");
+            // A 422 names the entries it refused (`invalid[].entry`, JSON paths); other answers log `[]`.
+            let invalid: Vec<&str> = body["invalid"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| entry["entry"].as_str())
+                .collect();
+            tracing::info!(status = status.as_u16(), error = %self, ?invalid, "request rejected");
         }
         let mut response = error_response(status, body);
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -76,6 +76,7 @@ pub async fn enqueue(
                 .publish_committed(&state.pool, std::slice::from_ref(&message))
                 .await;
             tracing::info!(job_id = %job.id, job_type = %job.job_type, stream_id = %job.stream_id, "job accepted");
+            ehealth_infra::metrics::job_accepted(&job.job_type);
             job
         }
         Submitted::Existing(job) => {

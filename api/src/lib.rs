@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod intake;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 

@@ -8,12 +8,13 @@ use ehealth_infra::{
     amqp::Publisher,
     db,
     finished_jobs::{FinishedJobs, Listener},
+    health::BrokerProbe,
     storage::Storage,
     Config,
 };
 use tokio::net::TcpListener;
 
-use crate::{context, embedded_s3::EmbeddedS3, routes};
+use crate::{context, embedded_s3::EmbeddedS3, metrics, routes};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Requests waiting for their job (`Prefer: wait`), woken by the process's `job_finished` listener.
     pub finished_jobs: FinishedJobs,
+    /// One broker connection for readiness checks, so probes do not open a connection each.
+    pub broker: Arc<BrokerProbe>,
 }
 
 /// A built api, bound to its port, ready to serve.
@@ -41,6 +44,7 @@ pub struct Application {
     embedded_s3: Option<EmbeddedS3>,
     finished_jobs: FinishedJobs,
     job_listener: Listener,
+    broker: Arc<BrokerProbe>,
 }
 
 impl Application {
@@ -74,6 +78,9 @@ impl Application {
         }
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
         let publisher = Arc::new(Publisher::new(&config));
+        let broker = Arc::new(BrokerProbe::new(&config.amqp_url));
+        // The process's Prometheus registry, before anything records into it.
+        ehealth_infra::metrics::install();
         let finished_jobs = FinishedJobs::new();
         let job_listener = finished_jobs.spawn_listener(&config.database_url)?;
         let listener = TcpListener::bind(&config.http_addr).await?;
@@ -87,9 +94,12 @@ impl Application {
             allowed_le_types: Arc::new(config.allowed_le_types()),
             storage,
             finished_jobs: finished_jobs.clone(),
+            broker: broker.clone(),
             config: Arc::new(config),
         };
         let router = routes::router(state.clone())
+            // Innermost, so it runs after routing (the route template is known) and times the handler.
+            .layer(middleware::from_fn(metrics::track))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 context::middleware,
@@ -101,6 +111,7 @@ impl Application {
             embedded_s3,
             finished_jobs,
             job_listener,
+            broker,
         })
     }
 
@@ -124,6 +135,7 @@ impl Application {
             })
             .await;
         self.job_listener.stop().await;
+        self.broker.close().await;
         if let Some(s3) = self.embedded_s3 {
             s3.stop().await;
         }

@@ -22,6 +22,9 @@ pub struct Config {
     pub amqp_url: String,
     /// Address the HTTP api binds.
     pub http_addr: String,
+    /// Address the worker's own HTTP listener binds: `/metrics` and `/health/*` for Prometheus and the
+    /// orchestrator (the worker serves nothing else over HTTP).
+    pub worker_http_addr: String,
     /// Base URL clients reach the api at; used in `meta.url`. Defaults to `http://{HTTP_ADDR}`.
     pub public_base_url: Option<String>,
     /// Legal entity types allowed to use and release service requests (comma-separated).
@@ -95,6 +98,7 @@ impl Default for Config {
             database_url: "postgres://postgres@127.0.0.1:5432/ehealth".to_owned(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             http_addr: "127.0.0.1:8080".to_owned(),
+            worker_http_addr: "127.0.0.1:8081".to_owned(),
             public_base_url: None,
             me_allowed_transactions_le_types: "MSP,PRIMARY_CARE,OUTPATIENT,EMERGENCY,MSP_PHARMACY"
                 .to_owned(),
@@ -148,6 +152,7 @@ impl Config {
         "database_url",
         "amqp_url",
         "http_addr",
+        "worker_http_addr",
         "public_base_url",
         "me_allowed_transactions_le_types",
         "queue_prefix",
@@ -183,6 +188,16 @@ impl Config {
             return Err(ConfigError(format!(
                 "HTTP_ADDR {:?} is not a socket address",
                 self.http_addr
+            )));
+        }
+        if self
+            .worker_http_addr
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError(format!(
+                "WORKER_HTTP_ADDR {:?} is not a socket address",
+                self.worker_http_addr
             )));
         }
         if self.queue_prefix.is_empty() || self.queue_prefix.contains(char::is_whitespace) {

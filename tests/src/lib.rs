@@ -34,6 +34,9 @@ pub struct TestApp {
     pub config: Config,
     /// A valid api-key.
     pub api_key: String,
+    /// `http://127.0.0.1:<port>` of the running worker's HTTP listener (`/metrics`, `/health/*`), while a
+    /// worker started by [`TestApp::start_worker`] runs.
+    pub worker_address: Option<String>,
     /// The object store the api and worker use: the embedded one, on its own port and directory.
     pub storage: ehealth_infra::storage::Storage,
     db_name: String,
@@ -113,6 +116,7 @@ impl TestApp {
             database_url: db::database_url(&db_name),
             amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| Config::default().amqp_url),
             http_addr: "127.0.0.1:0".to_owned(),
+            worker_http_addr: "127.0.0.1:0".to_owned(),
             queue_prefix: format!("test-{}", Uuid::new_v4().simple()),
             retry_delay_ms: 200,
             // Few retry queues per test: 200, 400 and 800 ms.
@@ -146,6 +150,7 @@ impl TestApp {
             storage: ehealth_infra::storage::Storage::new(&config),
             config,
             api_key,
+            worker_address: None,
             db_name,
             data_dir,
             s3: Some((stop_s3, s3_handle)),
@@ -157,6 +162,7 @@ impl TestApp {
     /// Starts the worker (consumer + outbox relay).
     pub fn start_worker(&mut self) {
         let worker = ehealth_worker::Worker::build(self.config.clone()).unwrap();
+        self.worker_address = Some(format!("http://{}", worker.http_addr()));
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(worker.run_until(async {
             let _ = stopped.await;
@@ -170,6 +176,7 @@ impl TestApp {
             let _ = stop.send(());
             let _ = handle.await;
         }
+        self.worker_address = None;
     }
 
     /// Creates a legal entity of `le_type` with an approved, active doctor and a token of `client_type`

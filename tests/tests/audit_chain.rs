@@ -357,3 +357,24 @@ async fn the_migration_re_chains_a_sha256_log_once_and_keeps_earlier_tampering_v
     .unwrap();
     assert!(event_store::verify_chain(&client, intact).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_edited_so_it_no_longer_decodes_is_shown_with_chain_valid_false_and_no_state() {
+    let app = TestApp::spawn().await;
+    let stream = stream_of_one(&app).await;
+    as_owner(
+        &app,
+        "UPDATE events SET data = '{\"not\": \"an event\"}'::jsonb WHERE stream_id = $1",
+        &[&stream],
+    )
+    .await;
+    let auditor = app.party("NHS", ClientType::Nhs, "audit:read").await;
+    let reply = app
+        .api(&auditor.token)
+        .get(&format!("/api/audit/streams/{stream}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["data"]["chain_valid"], false, "{reply:?}");
+    assert!(reply.body["data"]["state"].is_null(), "{reply:?}");
+    assert_eq!(reply.body["data"]["events"][0]["data"]["not"], "an event");
+}

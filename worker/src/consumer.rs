@@ -21,6 +21,7 @@ use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::{self, AmqpError, Publisher, Topology},
+    metrics::{self, RetryReason},
     storage::Storage,
     Config,
 };
@@ -34,6 +35,7 @@ use lapin::{
 };
 use serde::Deserialize;
 use tokio::{sync::watch, task::JoinSet};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::handler;
@@ -186,45 +188,59 @@ impl Handle for Commands {
         };
         let job_id = message.job_id;
         let attempt = attempt_of(&delivery);
-        let processed = AssertUnwindSafe(handler::process_job(
-            &self.pool,
-            &self.publisher,
-            &self.storage,
-            job_id,
-        ))
-        .catch_unwind()
-        .await;
-        let fault = match processed {
-            Ok(Ok(_)) => return settle(&delivery, Settle::Ack).await,
-            Ok(Err(e)) if !e.is_transient() => {
-                tracing::error!(%job_id, attempt, error = %e, "job cannot be processed: dead-lettered");
+        // Every line about this delivery carries the job and the request that submitted it (the correlation
+        // id); `handler::process_job` fills in `request_id` once it has read the job.
+        let span = tracing::info_span!("job", %job_id, request_id = tracing::field::Empty, attempt);
+        async {
+            let processed = AssertUnwindSafe(handler::process_job(
+                &self.pool,
+                &self.publisher,
+                &self.storage,
+                job_id,
+            ))
+            .catch_unwind()
+            .await;
+            let (fault, reason) = match processed {
+                Ok(Ok(_)) => return settle(&delivery, Settle::Ack).await,
+                Ok(Err(e)) if !e.is_transient() => {
+                    tracing::error!(%job_id, attempt, error = %e, "job cannot be processed: dead-lettered");
+                    return settle(&delivery, Settle::DeadLetter).await;
+                }
+                Ok(Err(e)) => (e.to_string(), RetryReason::Fault),
+                Err(panic) => {
+                    metrics::job_panicked();
+                    let reason = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    (
+                        format!("the handler panicked: {reason}"),
+                        RetryReason::Panic,
+                    )
+                }
+            };
+            if attempt >= self.config.worker_max_attempts {
+                tracing::error!(%job_id, attempt, error = %fault, "attempts exhausted: dead-lettered");
                 return settle(&delivery, Settle::DeadLetter).await;
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                format!("the handler panicked: {reason}")
-            }
-        };
-        if attempt >= self.config.worker_max_attempts {
-            tracing::error!(%job_id, attempt, error = %fault, "attempts exhausted: dead-lettered");
-            return settle(&delivery, Settle::DeadLetter).await;
+            let delay = self.config.retry_delay(attempt);
+            tracing::warn!(%job_id, attempt, error = %fault, delay_ms = delay.as_millis() as u64,
+                "transient fault: retrying later");
+            let settled = match self.park_for_retry(&delivery, job_id, attempt, delay).await {
+                Ok(()) => {
+                    metrics::job_retried(reason);
+                    Settle::Ack
+                }
+                Err(e) => {
+                    tracing::warn!(%job_id, error = %e, "could not park for retry: requeued");
+                    Settle::Requeue
+                }
+            };
+            settle(&delivery, settled).await;
         }
-        let delay = self.config.retry_delay(attempt);
-        tracing::warn!(%job_id, attempt, error = %fault, delay_ms = delay.as_millis() as u64,
-            "transient fault: retrying later");
-        let settled = match self.park_for_retry(&delivery, job_id, attempt, delay).await {
-            Ok(()) => Settle::Ack,
-            Err(e) => {
-                tracing::warn!(%job_id, error = %e, "could not park for retry: requeued");
-                Settle::Requeue
-            }
-        };
-        settle(&delivery, settled).await;
+        .instrument(span)
+        .await
     }
 }
 

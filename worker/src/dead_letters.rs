@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use ehealth_infra::metrics;
 use lapin::message::Delivery;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::{
     consumer::{settle, CommandMessage, Handle, Settle},
@@ -37,28 +39,43 @@ impl Handle for DeadLetters {
             return settle(&delivery, Settle::Ack).await;
         };
         let job_id = message.job_id;
-        let mut backoff = Duration::from_secs(1);
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            match handler::fail_with_error(&self.pool, job_id, "dead-lettered").await {
-                Ok(()) => {
-                    tracing::warn!(%job_id, "dead-lettered command: job ended failed_with_error");
-                    return settle(&delivery, Settle::Ack).await;
+        // Every line about this dead letter carries the job and, once read, the request that submitted it.
+        let span = tracing::info_span!("dead_letter", %job_id, request_id = tracing::field::Empty);
+        async {
+            let mut backoff = Duration::from_secs(1);
+            let mut shutdown = self.shutdown.clone();
+            loop {
+                match handler::fail_with_error(&self.pool, job_id, "dead-lettered").await {
+                    Ok(ended) => {
+                        metrics::job_dead_lettered();
+                        match ended {
+                            Some(job) => {
+                                tracing::Span::current()
+                                    .record("request_id", job.request_id.as_str());
+                                tracing::warn!(%job_id, "dead-lettered command: job ended failed_with_error");
+                            }
+                            None => tracing::info!(%job_id,
+                                "dead-lettered command of a job no longer pending: dropped"),
+                        }
+                        return settle(&delivery, Settle::Ack).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%job_id, error = %e, backoff_ms = backoff.as_millis() as u64,
+                            "could not end a dead-lettered job; retrying");
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(%job_id, error = %e, backoff_ms = backoff.as_millis() as u64,
-                        "could not end a dead-lettered job; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
                 }
+                if *shutdown.borrow() {
+                    // Not settled: the broker gives the message to the next consumer.
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                // Not settled: the broker gives the message to the next consumer.
-                return;
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
+        .instrument(span)
+        .await
     }
 }

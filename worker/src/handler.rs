@@ -17,6 +17,7 @@ use ehealth_infra::{
     event_store::{self, Metadata},
     identity,
     jobs::{self, Job, JobStatus, Link, Outcome},
+    metrics,
     outbox::{self, OutboxMessage},
     projection::{service_request as service_request_projection, Projection},
     storage::{deletions, Storage},
@@ -156,6 +157,8 @@ pub async fn process_job(
         tracing::warn!(%job_id, "message for an unknown job: skipped");
         return Ok(Processed::Skipped);
     };
+    // The consumer's span for this delivery gets the request that submitted the job (its correlation id).
+    tracing::Span::current().record("request_id", job.request_id.as_str());
     if job.status != JobStatus::Pending {
         tracing::info!(%job_id, status = job.status.as_str(), "job already finished: redelivery skipped");
         return Ok(Processed::Skipped);
@@ -206,11 +209,13 @@ async fn run<A: Handled>(
                 drop(client);
                 tracing::info!(job_id = %job.id, job_type = %job.job_type, status = outcome.status.as_str(),
                     status_code = outcome.status_code, request_id = %job.request_id, "job finished");
+                metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
                 after_commit(pool, publisher, storage, &messages, &deletions).await;
                 return Ok(Processed::Finished(outcome));
             }
             Err(e @ StoreError::Conflict { .. }) => {
                 CONFLICTS.fetch_add(1, Ordering::Relaxed);
+                metrics::event_store_conflict();
                 tracing::info!(job_id = %job.id, error = %e, "concurrent append: deciding again");
                 last_conflict = Some(e);
             }
@@ -332,13 +337,29 @@ async fn finish_unexpected(pool: &Pool, job: &Job, reason: &str) -> Result<Proce
     let outcome = unexpected(reason);
     let client = pool.get().await?;
     jobs::finish(&client, job.id, &outcome).await?;
+    metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
     Ok(Processed::Finished(outcome))
 }
 
 /// Ends a job that can never be processed (attempts exhausted, poison message, dead-lettered) as
 /// `failed_with_error`, so clients stop polling a job that will never finish. A job that is no longer
-/// pending is left as it is. An error means the database did not answer: the caller tries again later.
-pub async fn fail_with_error(pool: &Pool, job_id: Uuid, reason: &str) -> Result<(), StoreError> {
+/// pending is left as it is. Returns the job as it was read when it was still pending (for its request id
+/// and the metrics), `None` when it was unknown or already finished. An error means the database did not
+/// answer: the caller tries again later.
+pub async fn fail_with_error(
+    pool: &Pool,
+    job_id: Uuid,
+    reason: &str,
+) -> Result<Option<Job>, StoreError> {
     let client = pool.get().await?;
-    jobs::finish(&client, job_id, &unexpected(reason)).await
+    let Some(job) = jobs::get(&client, job_id)
+        .await?
+        .filter(|job| job.status == JobStatus::Pending)
+    else {
+        return Ok(None);
+    };
+    let outcome = unexpected(reason);
+    jobs::finish(&client, job_id, &outcome).await?;
+    metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
+    Ok(Some(job))
 }

@@ -14,6 +14,7 @@ pub mod consumer;
 pub mod dead_letters;
 pub mod fault;
 pub mod handler;
+pub mod http;
 pub mod relay;
 pub mod startup;
 pub mod sweeper;

@@ -13,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::Publisher,
+    metrics,
     outbox::{self, OutboxMessage},
     Config, StoreError,
 };
@@ -31,7 +32,8 @@ const EXPIRE: &str =
      updated_at = now(), finished_at = now() \
      WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' \
        AND inserted_at < now() - make_interval(secs => $1) \
-       ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)";
+       ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING type, inserted_at";
 const REPUBLISH: &str = "WITH stale AS ( \
        UPDATE jobs SET updated_at = now() WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' \
          AND updated_at < now() - make_interval(secs => $1) \
@@ -70,12 +72,13 @@ pub async fn sweep_once(
         }
         let deadline = config.job_deadline_seconds as f64;
         let statement = tx.prepare_cached(EXPIRE).await?;
-        let expired = tx
-            .execute(
+        let expired_jobs = tx
+            .query(
                 &statement,
                 &[&deadline, &handler::internal_error_body(), &BATCH],
             )
             .await?;
+        let expired = expired_jobs.len() as u64;
         let republish_after = config.job_republish_after_seconds as f64;
         let statement = tx.prepare_cached(REPUBLISH).await?;
         let rows = tx
@@ -90,6 +93,13 @@ pub async fn sweep_once(
             )
             .await?;
         tx.commit().await?;
+        for job in &expired_jobs {
+            metrics::job_finished(
+                job.get::<_, &str>("type"),
+                "failed_with_error",
+                job.get::<_, chrono::DateTime<chrono::Utc>>("inserted_at"),
+            );
+        }
         if expired > 0 {
             tracing::warn!(
                 expired,

@@ -8,11 +8,10 @@
 //! another stream is 404 as if it did not exist, and the feed leaves it out.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
+    Json,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use ehealth_domain::{
@@ -27,9 +26,20 @@ use ehealth_infra::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::{auth::Caller, envelope, extract::PathId, ApiError, AppState};
+use crate::{
+    auth::Caller,
+    envelope,
+    extract::{PathId, QueryParams},
+    openapi::{
+        schemas::{AuditFeed, AuditStreamResponse, ErrorResponse},
+        TAG_AUDIT,
+    },
+    ApiError, AppState,
+};
 
 /// The scope needed to read the event log.
 pub const SCOPE: &str = "audit:read";
@@ -48,10 +58,10 @@ pub const STREAM_TYPES: [&str; 2] = [
 ];
 
 /// The audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/audit/streams/{id}", get(stream))
-        .route("/api/audit/events", get(feed))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stream))
+        .routes(routes!(feed))
 }
 
 /// The legal entity whose streams the caller is restricted to; `None` for NHS, which reads everything.
@@ -127,16 +137,34 @@ impl AsOf {
 }
 
 /// `as_of`: a global position or an RFC 3339 time.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Cut the stream here, inclusive: a global position (digits) or an RFC 3339 time (`+` sent as `%2B`).
+    /// Default: every event.
+    #[param(example = "2026-01-31T12:00:00Z")]
     as_of: Option<String>,
 }
 
+/// One stream's history: its events up to `as_of`, the state folded from them and its chain check.
+#[utoipa::path(
+    get,
+    path = "/api/audit/streams/{id}",
+    tag = TAG_AUDIT,
+    operation_id = "get_audit_stream",
+    params(("id" = Uuid, Path, description = "The stream: a service request's id, or an analysis files' `streamId`."), StreamQuery),
+    responses(
+        (status = 200, description = "The stream as of `as_of`.", body = AuditStreamResponse),
+        (status = 404, description = "`Stream not found`: none, or not the caller's to read (or the id is not a UUID).", body = ErrorResponse),
+        (status = 422, description = "`as_of` is neither a position nor an RFC 3339 time, or is given twice.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["audit:read"])),
+)]
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     PathId(id): PathId,
-    Query(query): Query<StreamQuery>,
+    QueryParams(query): QueryParams<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     let as_of = AsOf::parse(given(&query.as_of))?;
