@@ -50,8 +50,10 @@ impl Handle for DeadLetters {
                         metrics::job_dead_lettered();
                         match ended {
                             Some(job) => {
-                                tracing::Span::current()
-                                    .record("request_id", job.request_id.as_str());
+                                tracing::Span::current().record(
+                                    "request_id",
+                                    tracing::field::display(&job.request_id),
+                                );
                                 tracing::warn!(%job_id, "dead-lettered command: job ended failed_with_error");
                             }
                             None => tracing::info!(%job_id,

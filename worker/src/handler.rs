@@ -158,7 +158,7 @@ pub async fn process_job(
         return Ok(Processed::Skipped);
     };
     // The consumer's span for this delivery gets the request that submitted the job (its correlation id).
-    tracing::Span::current().record("request_id", job.request_id.as_str());
+    tracing::Span::current().record("request_id", tracing::field::display(&job.request_id));
     if job.status != JobStatus::Pending {
         tracing::info!(%job_id, status = job.status.as_str(), "job already finished: redelivery skipped");
         return Ok(Processed::Skipped);
