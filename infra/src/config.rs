@@ -6,18 +6,19 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The embedded store's account when `S3_ACCESS_KEY_ID` is not set.
-pub const EMBEDDED_ACCESS_KEY_ID: &str = "ehealth";
-/// The embedded store's secret when `S3_SECRET_ACCESS_KEY` is not set. Local use only.
-pub const EMBEDDED_SECRET_ACCESS_KEY: &str = "ehealth-local-secret";
-
 /// Every setting of the service. Each field is read from the environment variable of the same name in upper
 /// case (`DATABASE_URL`, `AMQP_URL`, …); README.md documents them all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// Postgres connection string of the service's database.
+    /// Postgres connection string of the service's database, as the least-privilege runtime role the api and
+    /// worker run as (its user is the role `ehealth-admin migrate` creates and grants).
     pub database_url: String,
+    /// Postgres connection string of the owner role that `ehealth-admin` migrates and administers with.
+    pub migration_database_url: String,
+    /// Lets api and worker run as a superuser, the owner of `events` or a role that may rewrite it. Unsafe:
+    /// the service itself could then rewrite the log.
+    pub allow_privileged_db_role: bool,
     /// RabbitMQ connection string.
     pub amqp_url: String,
     /// Address the HTTP api binds.
@@ -69,7 +70,8 @@ pub struct Config {
     /// Region used to sign requests.
     pub s3_region: String,
     /// Access key id. Unset with `S3_ENDPOINT` set: the AWS default credential chain (environment, profile,
-    /// web identity, ECS, instance metadata). Unset for the embedded store: [`EMBEDDED_ACCESS_KEY_ID`].
+    /// web identity, ECS, instance metadata). Unset for the embedded store: the account generated at first start
+    /// under `DATA_DIR` (`storage::embedded_keys`).
     pub s3_access_key_id: Option<String>,
     /// Secret access key, set together with `S3_ACCESS_KEY_ID`.
     pub s3_secret_access_key: Option<String>,
@@ -95,7 +97,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/ehealth".to_owned(),
+            database_url: "postgres://ehealth_app@127.0.0.1:5432/ehealth".to_owned(),
+            migration_database_url: "postgres://postgres@127.0.0.1:5432/ehealth".to_owned(),
+            allow_privileged_db_role: false,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             http_addr: "127.0.0.1:8080".to_owned(),
             worker_http_addr: "127.0.0.1:8081".to_owned(),
@@ -150,6 +154,8 @@ impl Config {
 
     const KEYS: &'static [&'static str] = &[
         "database_url",
+        "migration_database_url",
+        "allow_privileged_db_role",
         "amqp_url",
         "http_addr",
         "worker_http_addr",
@@ -266,15 +272,12 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.s3_embedded_addr))
     }
 
-    /// Static S3 keys: the configured ones, else the embedded store's defaults when no `S3_ENDPOINT` is set,
-    /// else `None` (use the AWS default credential chain).
+    /// The configured S3 keys (`S3_ACCESS_KEY_ID` and `S3_SECRET_ACCESS_KEY`). Without them: the embedded
+    /// store's generated account when no `S3_ENDPOINT` is set (`storage::embedded_keys`), else the AWS default
+    /// credential chain.
     pub fn s3_static_keys(&self) -> Option<(String, String)> {
         match (&self.s3_access_key_id, &self.s3_secret_access_key) {
             (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-            _ if self.s3_endpoint.is_none() => Some((
-                EMBEDDED_ACCESS_KEY_ID.to_owned(),
-                EMBEDDED_SECRET_ACCESS_KEY.to_owned(),
-            )),
             _ => None,
         }
     }
@@ -342,24 +345,16 @@ mod tests {
     }
 
     #[test]
-    fn s3_keys_are_the_configured_ones_the_embedded_defaults_or_the_default_chain() {
-        let embedded = Config::default();
+    fn s3_keys_are_the_configured_ones_and_set_together() {
         assert_eq!(
-            embedded.s3_static_keys(),
-            Some((
-                EMBEDDED_ACCESS_KEY_ID.to_owned(),
-                EMBEDDED_SECRET_ACCESS_KEY.to_owned()
-            ))
+            Config::default().s3_static_keys(),
+            None,
+            "no constant account"
         );
-        let external = Config {
-            s3_endpoint: Some("https://s3.eu-central-1.amazonaws.com".to_owned()),
-            ..Config::default()
-        };
-        assert_eq!(external.s3_static_keys(), None, "the AWS default chain");
         let keyed = Config {
             s3_access_key_id: Some("id".to_owned()),
             s3_secret_access_key: Some("secret".to_owned()),
-            ..external.clone()
+            ..Config::default()
         };
         assert_eq!(
             keyed.s3_static_keys(),
@@ -367,7 +362,7 @@ mod tests {
         );
         let half = Config {
             s3_access_key_id: Some("id".to_owned()),
-            ..external
+            ..Config::default()
         };
         assert!(half.validate().is_err());
     }

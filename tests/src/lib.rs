@@ -28,7 +28,7 @@ pub const ALL_SCOPES: &str =
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
-    /// A pool on the test's database.
+    /// A pool on the test's database as its owner (setup and inspection; the services run as the runtime role).
     pub pool: Pool,
     /// The configuration the api and worker run with.
     pub config: Config,
@@ -94,10 +94,10 @@ impl TestApp {
         let db_name = db::create_test_database().await;
         let data_dir =
             std::env::temp_dir().join(format!("ehealth-test-{}", Uuid::new_v4().simple()));
-        let (key_id, secret) = (
-            ehealth_infra::config::EMBEDDED_ACCESS_KEY_ID,
-            ehealth_infra::config::EMBEDDED_SECRET_ACCESS_KEY,
-        );
+        // The account the api would generate at first start, made here so the harness knows it.
+        let (key_id, secret) =
+            ehealth_infra::storage::embedded_keys::load_or_create(&data_dir).unwrap();
+        let (key_id, secret) = (key_id.as_str(), secret.as_str());
         let s3 =
             ehealth_api::embedded_s3::EmbeddedS3::start("127.0.0.1:0", &data_dir, key_id, secret)
                 .await
@@ -113,7 +113,9 @@ impl TestApp {
             s3_access_key_id: Some(key_id.to_owned()),
             s3_secret_access_key: Some(secret.to_owned()),
             max_upload_bytes: 1024 * 1024,
-            database_url: db::database_url(&db_name),
+            // The services run as the least-privilege runtime role, so a privilege rule can fail a test.
+            database_url: db::runtime_database_url(&db_name),
+            migration_database_url: db::database_url(&db_name),
             amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| Config::default().amqp_url),
             http_addr: "127.0.0.1:0".to_owned(),
             worker_http_addr: "127.0.0.1:0".to_owned(),
@@ -126,7 +128,9 @@ impl TestApp {
             ..Config::default()
         };
         ehealth_infra::telemetry::init("text");
-        let pool = ehealth_infra::db::pool(&config.database_url, 4).unwrap();
+        // The test's own connection is the owner's, like the admin CLI: it sets up reference data and
+        // credentials, which the runtime role may not write.
+        let pool = ehealth_infra::db::pool(&config.migration_database_url, 4).unwrap();
         let application = ehealth_api::Application::build(config.clone())
             .await
             .unwrap();
