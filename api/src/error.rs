@@ -26,9 +26,15 @@ pub enum ApiError {
     /// 404 for an unknown route.
     #[error("route not found")]
     RouteNotFound,
-    /// 405.
+    /// 405 `method_not_allowed` (axum adds the `Allow` header).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 400 `bad_request`: the request could not be read at all.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 413 `request_entity_too_large`: the body is over the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
     /// 415: the body is not JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -92,6 +98,13 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 error_body(405, "Method not allowed", &[]),
             ),
+            ApiError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, error_body(400, message, &[]))
+            }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error_body(413, PAYLOAD_TOO_LARGE_MESSAGE, &[]),
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 error_body(
@@ -119,9 +132,28 @@ pub const UNAVAILABLE_MESSAGE: &str = "Service is temporarily unavailable, retry
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_UNAVAILABLE_SECONDS: u32 = 2;
 
-/// The eHealth `error` object for a status, message and invalid entries.
+/// The message of a 413.
+pub const PAYLOAD_TOO_LARGE_MESSAGE: &str = "The request body is too large";
+
+/// The eHealth `error` object for a status, message and invalid entries. The `type` is the domain's name for
+/// the status (`validation_failed`, …), or the api's own for statuses only HTTP knows (405, 413, 414, 431).
 pub fn error_body(status: u16, message: &str, invalid: &[InvalidEntry]) -> Value {
-    error_object(status, message, invalid)
+    let mut body = error_object(status, message, invalid);
+    if let Some(kind) = http_error_type(status) {
+        body["type"] = Value::from(kind);
+    }
+    body
+}
+
+/// The error `type` of the statuses that only the HTTP layer answers.
+pub fn http_error_type(status: u16) -> Option<&'static str> {
+    match status {
+        405 => Some("method_not_allowed"),
+        413 => Some("request_entity_too_large"),
+        414 => Some("request_uri_too_long"),
+        431 => Some("request_header_fields_too_large"),
+        _ => None,
+    }
 }
 
 /// A response carrying an eHealth `error` object.

@@ -12,8 +12,10 @@ pub mod embedded_s3;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod http_errors;
 pub mod intake;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 

@@ -115,6 +115,11 @@ impl Application {
         })
     }
 
+    /// The router as it is served, layers included (tests compare its routes with the OpenAPI document).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -128,7 +133,9 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
         let finished_jobs = self.finished_jobs;
-        let served = axum::serve(self.listener, self.router)
+        let base_url = format!("http://{}", self.listener.local_addr()?);
+        let listener = crate::http_errors::ShapedListener::new(self.listener, base_url);
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 finished_jobs.release_all();

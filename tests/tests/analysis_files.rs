@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ehealth_domain::{
-    analysis_file::{FILE_EXISTS, FILE_NOT_FOUND, NOT_UPLOADED},
+    analysis_file::{FILE_EXISTS, FILE_NOT_FOUND, MAX_FILE_NAME_BYTES, NOT_UPLOADED},
     ClientType,
 };
 use ehealth_infra::{identity, projection};
@@ -335,7 +335,7 @@ async fn bad_file_names_are_422() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
-    let long = "a".repeat(256);
+    let long = "a".repeat(MAX_FILE_NAME_BYTES + 1);
     for name in [
         "a%2Fb.pdf",
         "a%5Cb.pdf",
@@ -352,9 +352,12 @@ async fn bad_file_names_are_422() {
         let reply = files.finalize(name).await;
         assert_eq!(reply.status.as_u16(), 422, "{name}: {reply:?}");
     }
-    // 255 bytes is the longest name.
+    // MAX_FILE_NAME_BYTES (80) is the longest name.
     assert_eq!(
-        files.initialize(&"a".repeat(255)).await.status,
+        files
+            .initialize(&"a".repeat(MAX_FILE_NAME_BYTES))
+            .await
+            .status,
         StatusCode::OK
     );
 }

@@ -319,7 +319,7 @@ async fn the_request_id_of_the_client_is_echoed_and_recorded_in_the_events() {
     let app = TestApp::spawn().await;
     let msp = app.msp().await;
     let api = app.api(&msp.token);
-    let body = serde_json::json!({"category": "c", "code": "x"});
+    let body = serde_json::json!({"category": "laboratory_procedure", "code": "x"});
     let reply = api
         .request(
             reqwest::Method::POST,
@@ -344,7 +344,7 @@ async fn prefer_wait_answers_with_the_outcome_of_the_job() {
     let app = TestApp::spawn().await;
     let msp = app.msp().await;
     let api = app.api(&msp.token);
-    let body = serde_json::json!({"category": "c", "code": "x"});
+    let body = serde_json::json!({"category": "laboratory_procedure", "code": "x"});
     let path = format!("/api/patients/{}/service_requests", Uuid::new_v4());
     let reply = api
         .request(

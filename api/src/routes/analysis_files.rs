@@ -7,12 +7,9 @@
 //! entity: another legal entity addresses another stream and finds nothing (404).
 
 use axum::{
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::{get, post},
-    Router,
 };
 use ehealth_domain::{
     analysis_file::{
@@ -27,34 +24,35 @@ use ehealth_infra::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     auth::Caller,
     envelope,
-    extract::{parse_json, PathIds, PathIdsAndName},
+    extract::{LenientJsonBody, PathIds, PathIdsAndId, PathIdsAndName},
     intake::{self, CommandRequest},
+    openapi::{
+        schemas::{
+            AnalysisFileList, AnalysisFileResponse, ErrorResponse, JobAcceptedResponse,
+            UploadLinkResponse,
+        },
+        CommandHeaders, TAG_ANALYSIS_FILES,
+    },
     ApiError, AppState,
 };
 
 /// The one scope of spec 000.
 pub const SCOPE: &str = "gambit:erp";
 
-/// The spec-000 routes.
-pub fn router() -> Router<AppState> {
-    const FILES: &str = "/api/erp/v1/patients/{patient_id}/analysis/{analysis_id}/files";
-    Router::new()
-        .route(FILES, get(list))
-        .route(
-            &format!("{FILES}/initialize/{{file_name}}"),
-            post(initialize),
-        )
-        // One route for `{fileName}` (POST: finalize) and `{id}` (GET, PATCH, DELETE): a path segment has
-        // one name.
-        .route(
-            &format!("{FILES}/{{file}}"),
-            post(finalize).get(show).patch(set_send).delete(delete),
-        )
+/// The spec-000 routes. One path for `{file}`: a file name for `POST` (finalize) and a file id for `GET`,
+/// `PATCH` and `DELETE` — a path segment has one name.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(initialize))
+        .routes(routes!(finalize, show, set_send, delete))
 }
 
 /// The caller's stream of the path's analysis.
@@ -83,11 +81,30 @@ async fn enqueue(
     intake::enqueue(state, principal, headers, request).await
 }
 
-fn file_id(value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| ApiError::not_found(FILE_NOT_FOUND))
+/// A file id of the path, or 404 `File not found`.
+fn file_id(id: Option<Uuid>) -> Result<Uuid, ApiError> {
+    id.ok_or_else(|| ApiError::not_found(FILE_NOT_FOUND))
 }
 
 /// Step 1: a presigned PUT URL for a name not yet taken (409 otherwise; 422 for a bad name).
+#[utoipa::path(
+    post,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files/initialize/{fileName}",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "initialize_analysis_file",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+        ("fileName" = String, Path, min_length = 1, description = "The file's name, percent-encoded: 1 to 80 bytes once decoded, not `.`, no `/`, `\\`, `..` or control characters.", example = "result.pdf"),
+    ),
+    responses(
+        (status = 200, description = "A presigned `PUT` link for this upload. Nothing is recorded until finalize.", body = UploadLinkResponse),
+        (status = 404, description = "An id is not a UUID.", body = ErrorResponse),
+        (status = 409, description = "`File with this name already exists`.", body = ErrorResponse),
+        (status = 422, description = "A bad file name (`$.fileName`).", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn initialize(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,6 +137,27 @@ async fn initialize(
 }
 
 /// Step 3: records the uploaded object as a file (job).
+#[utoipa::path(
+    post,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files/{file}",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "finalize_analysis_file",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+        ("file" = String, Path, min_length = 1, description = "The uploaded file's name (as given to initialize).", example = "result.pdf"),
+        CommandHeaders,
+    ),
+    responses(
+        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the file.", body = AnalysisFileResponse,
+            headers(("Location" = String, description = "The file."))),
+        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
+        (status = 404, description = "An id is not a UUID.", body = ErrorResponse),
+        (status = 409, description = "Under `Prefer: wait`: `file was not uploaded`, `File with this name already exists`.", body = ErrorResponse),
+        (status = 422, description = "A bad file name or header; under `Prefer: wait`: the upload is over `MAX_UPLOAD_BYTES`.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn finalize(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +190,21 @@ async fn finalize(
 }
 
 /// Every file of the analysis, each with a fresh download link.
+#[utoipa::path(
+    get,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "list_analysis_files",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+    ),
+    responses(
+        (status = 200, description = "Every file of the analysis, oldest first, each with `url` and `urlExpiresAt`.", body = AnalysisFileList),
+        (status = 404, description = "An id is not a UUID.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,13 +221,29 @@ async fn list(
 }
 
 /// One file, with a fresh download link.
+#[utoipa::path(
+    get,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files/{file}",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "get_analysis_file",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+        ("file" = Uuid, Path, description = "The file's id."),
+    ),
+    responses(
+        (status = 200, description = "The file with `url` and `urlExpiresAt`.", body = AnalysisFileResponse),
+        (status = 404, description = "`File not found` (or an id is not a UUID).", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    PathIdsAndName(patient_id, analysis_id, id): PathIdsAndName,
+    PathIdsAndId(patient_id, analysis_id, id): PathIdsAndId,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
-    let id = file_id(&id)?;
+    let id = file_id(id)?;
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let row = projection::get(&client, stream(principal, patient_id, analysis_id), id)
         .await?
@@ -205,26 +274,47 @@ async fn with_download_link(
 }
 
 /// Body of `PATCH …/{id}`: exactly `{"isSend": true|false}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SendBody {
+#[schema(example = json!({"isSend": true}))]
+pub struct SetSend {
+    /// Whether the file is to be sent to the patient (e-mail/Viber); true publishes
+    /// `analysis_file.send_requested` when it changes.
     is_send: bool,
 }
 
 /// Marks a file to be sent to the patient, or not (job).
+#[utoipa::path(
+    patch,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files/{file}",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "set_analysis_file_send",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+        ("file" = Uuid, Path, description = "The file's id."),
+        CommandHeaders,
+    ),
+    request_body(content = SetSend, content_type = "application/json", description = "Exactly `{\"isSend\": true|false}`; a missing `Content-Type` is read as JSON."),
+    responses(
+        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the file.", body = AnalysisFileResponse),
+        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
+        (status = 404, description = "`File not found` for a file id that is not a UUID (an unknown one: the job's 404); an id is not a UUID.", body = ErrorResponse),
+        (status = 413, description = "The body is over 2 MB.", body = ErrorResponse),
+        (status = 415, description = "A body declared as something other than JSON.", body = ErrorResponse),
+        (status = 422, description = "Any other body, or a bad header.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn set_send(
     State(state): State<AppState>,
     caller: Caller,
-    PathIdsAndName(patient_id, analysis_id, id): PathIdsAndName,
+    PathIdsAndId(patient_id, analysis_id, id): PathIdsAndId,
     headers: HeaderMap,
-    body: Bytes,
+    LenientJsonBody(body): LenientJsonBody<SetSend>,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
-    let file_id = file_id(&id)?;
-    if !parse_json::<serde_json::Value>(&body)?.is_object() {
-        return Err(ApiError::invalid("$", "type", "expected an object"));
-    }
-    let body: SendBody = parse_json(&body)?;
+    let file_id = file_id(id)?;
     let command = Command::SetSend {
         file_id,
         is_send: body.is_send,
@@ -240,15 +330,34 @@ async fn set_send(
 }
 
 /// Removes a file (job); its object is deleted after the event is recorded.
+#[utoipa::path(
+    delete,
+    path = "/api/erp/v1/patients/{patientId}/analysis/{analysisId}/files/{file}",
+    tag = TAG_ANALYSIS_FILES,
+    operation_id = "delete_analysis_file",
+    params(
+        ("patientId" = Uuid, Path, description = "The patient."),
+        ("analysisId" = Uuid, Path, description = "The analysis."),
+        ("file" = Uuid, Path, description = "The file's id."),
+        CommandHeaders,
+    ),
+    responses(
+        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the deleted file.", body = AnalysisFileResponse),
+        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
+        (status = 404, description = "`File not found` for an id that is not a UUID; under `Prefer: wait`: an unknown id.", body = ErrorResponse),
+        (status = 422, description = "A bad header.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["gambit:erp"])),
+)]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    PathIdsAndName(patient_id, analysis_id, id): PathIdsAndName,
+    PathIdsAndId(patient_id, analysis_id, id): PathIdsAndId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     let command = Command::Delete {
-        file_id: file_id(&id)?,
+        file_id: file_id(id)?,
     };
     enqueue(
         &state,

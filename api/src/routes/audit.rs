@@ -195,14 +195,28 @@ async fn stream(
 }
 
 /// `after` (a cursor from `paging.next_after`), `limit` (1..=1000, default 100) and the filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FeedQuery {
+    /// `paging.next_after` of the previous page; from the start when absent. A bare position is 422.
     after: Option<String>,
+    /// Events per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Only streams of this type.
+    #[param(value_type = Option<String>, pattern = "^(service_request|analysis_files)$", example = "service_request")]
     stream_type: Option<String>,
+    /// Only this stream.
+    #[param(value_type = Option<Uuid>)]
     stream_id: Option<String>,
+    /// Only events written for this legal entity (NHS only; another legal entity's from any other token: 403).
+    #[param(value_type = Option<Uuid>)]
     legal_entity_id: Option<String>,
+    /// Only events recorded at or after this time (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     from: Option<String>,
+    /// Only events recorded before this time (RFC 3339), not earlier than `from`.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     to: Option<String>,
 }
 
@@ -273,10 +287,24 @@ impl FeedQuery {
     }
 }
 
+/// The global event feed, gap-free, in `(transaction, position)` order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/audit/events",
+    tag = TAG_AUDIT,
+    operation_id = "get_audit_feed",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "A page of events and the cursor of the next (`paging.next_after`).", body = AuditFeed),
+        (status = 403, description = "`Only NHS may read another legal entity's events`, or the caller's checks.", body = ErrorResponse),
+        (status = 422, description = "A bad parameter, named in `invalid[].entry`.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["audit:read"])),
+)]
 async fn feed(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<FeedQuery>,
+    QueryParams(query): QueryParams<FeedQuery>,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     let (after, limit, mut filter) = query.parse()?;

@@ -8,8 +8,6 @@ use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
-    Router,
 };
 use ehealth_infra::{
     jobs::{self, Job, JobStatus},
@@ -17,8 +15,19 @@ use ehealth_infra::{
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{auth::Caller, envelope, extract::PathId, intake::job_href, ApiError, AppState};
+use crate::{
+    auth::Caller,
+    envelope,
+    extract::PathId,
+    intake::job_href,
+    openapi::{
+        schemas::{ErrorResponse, JobResponse},
+        TAG_JOBS,
+    },
+    ApiError, AppState,
+};
 
 /// The scope needed to read jobs.
 pub const SCOPE: &str = "job:read";
@@ -26,13 +35,70 @@ pub const SCOPE: &str = "job:read";
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// The job routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/Jobs/{id}", get(show))
-        .route("/api/jobs/{id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(show_under_api))
 }
 
+/// Reads a job (the link a 202 gives).
+#[utoipa::path(
+    get,
+    path = "/Jobs/{id}",
+    tag = TAG_JOBS,
+    operation_id = "get_job",
+    params(
+        ("id" = Uuid, Path, description = "The job's id, from the 202's link."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the job is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "Pending (with `Retry-After`), processed with data of its own (`response_data`), or failed (`error`).", body = JobResponse,
+            headers(("ETag" = String, description = "The job's version."), ("Retry-After" = Option<u32>, description = "While pending: seconds to wait before polling again."))),
+        (status = 303, description = "Processed: `Location` is the resource.", body = JobResponse,
+            headers(("Location" = String, description = "The affected resource."), ("ETag" = String, description = "The job's version."))),
+        (status = 304, description = "Not modified since the `If-None-Match` version."),
+        (status = 404, description = "`Job not found`: unknown, or created by another legal entity.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["job:read"])),
+)]
 async fn show(
+    state: State<AppState>,
+    caller: Caller,
+    id: PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(state, caller, id, headers).await
+}
+
+/// Reads a job: the same as `GET /Jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    tag = TAG_JOBS,
+    operation_id = "get_api_job",
+    params(
+        ("id" = Uuid, Path, description = "The job's id."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the job is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "Pending (with `Retry-After`), processed with data of its own, or failed.", body = JobResponse),
+        (status = 303, description = "Processed: `Location` is the resource.", body = JobResponse,
+            headers(("Location" = String, description = "The affected resource."))),
+        (status = 304, description = "Not modified since the `If-None-Match` version."),
+        (status = 404, description = "`Job not found`.", body = ErrorResponse),
+    ),
+    security(("bearer" = ["job:read"])),
+)]
+async fn show_under_api(
+    state: State<AppState>,
+    caller: Caller,
+    id: PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(state, caller, id, headers).await
+}
+
+async fn read(
     State(state): State<AppState>,
     caller: Caller,
     PathId(id): PathId,

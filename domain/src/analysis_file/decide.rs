@@ -11,13 +11,20 @@ pub const FILE_EXISTS: &str = "File with this name already exists";
 pub const NOT_UPLOADED: &str = "file was not uploaded";
 /// 404: no such file among the caller's files of the analysis.
 pub const FILE_NOT_FOUND: &str = "File not found";
-/// The longest file name accepted, in bytes.
-pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// The longest file name accepted, in bytes: what every supported store can hold. The embedded store
+/// (s3s-fs) keeps each object's attributes in a file named after the base64 of the bucket and the whole key
+/// (`{stream}/{upload id}/{name}`, 74 bytes before the name); with the default bucket, `analysis-files`,
+/// that file name reaches the file system's 255-byte limit at an 80-byte name.
+pub const MAX_FILE_NAME_BYTES: usize = 80;
 
-/// Validates a (percent-decoded) file name: 1 to 255 bytes, no `/`, `\`, `..` or control characters.
+/// Validates a (percent-decoded) file name: 1 to [`MAX_FILE_NAME_BYTES`] bytes, not `.` (a URL cannot
+/// carry it: clients remove dot segments, so no upload link could reach its key), no `/`, `\`, `..` or
+/// control characters.
 pub fn validate_file_name(file_name: &str) -> Result<(), Rejection> {
     let problem = if file_name.is_empty() || file_name.len() > MAX_FILE_NAME_BYTES {
-        Some(("length", "must be 1 to 255 bytes long"))
+        Some(("length", "must be 1 to 80 bytes long"))
+    } else if file_name == "." {
+        Some(("format", "must not be '.'"))
     } else if file_name.contains(['/', '\\']) {
         Some(("format", "must not contain '/' or '\\'"))
     } else if file_name.contains("..") {

@@ -123,9 +123,10 @@ fn finalize_of_an_object_over_the_limit_is_422() {
 
 #[test]
 fn bad_file_names_are_422() {
-    let long = "a".repeat(256);
+    let long = "a".repeat(MAX_FILE_NAME_BYTES + 1);
     for name in [
         "",
+        ".",
         "a/b",
         "a\\b",
         "..",
@@ -143,7 +144,8 @@ fn bad_file_names_are_422() {
         "результат аналізу.pdf",
         "a b (1).PDF",
         ".hidden",
-        &"a".repeat(255),
+        "a.",
+        &"a".repeat(MAX_FILE_NAME_BYTES),
     ] {
         assert!(validate_file_name(name).is_ok(), "{name:?}");
     }
