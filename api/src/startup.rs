@@ -9,7 +9,7 @@ use ehealth_infra::{
     db,
     finished_jobs::{FinishedJobs, Listener},
     health::BrokerProbe,
-    storage::Storage,
+    storage::{embedded_keys, Storage},
     Config,
 };
 use tokio::net::TcpListener;
@@ -56,8 +56,11 @@ impl Application {
         let embedded_s3 = match config.s3_endpoint {
             Some(_) => None,
             None => {
-                // Without an endpoint there are always static keys: the configured ones or the defaults.
-                let (id, secret) = config.s3_static_keys().unwrap_or_default();
+                // The configured keys, or the account generated at first start under DATA_DIR.
+                let (id, secret) = match config.s3_static_keys() {
+                    Some(keys) => keys,
+                    None => embedded_keys::load_or_create(Path::new(&config.data_dir))?,
+                };
                 let s3 = EmbeddedS3::start(
                     &config.s3_embedded_addr,
                     Path::new(&config.data_dir),

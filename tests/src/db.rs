@@ -25,10 +25,7 @@ pub fn runtime_database_url(name: &str) -> String {
 fn url_as(name: &str, role: Option<&str>) -> String {
     let mut config: tokio_postgres::Config = admin_url().parse().unwrap();
     config.dbname(name);
-    let user = role
-        .or(config.get_user())
-        .unwrap_or("postgres")
-        .to_owned();
+    let user = role.or(config.get_user()).unwrap_or("postgres").to_owned();
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".to_owned(),
