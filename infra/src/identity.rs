@@ -17,6 +17,17 @@ use crate::StoreError;
 /// Legal entity statuses.
 pub const LEGAL_ENTITY_STATUSES: [&str; 3] = ["ACTIVE", "SUSPENDED", "CLOSED"];
 
+/// Every scope a route of the api asks for: a token with any other scope could never use it, so
+/// `ehealth-admin token issue` refuses one.
+pub const SCOPES: [&str; 6] = [
+    "service_request:write",
+    "service_request:use",
+    "service_request:read",
+    "job:read",
+    "gambit:erp",
+    "audit:read",
+];
+
 /// The authenticated caller behind a bearer token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
@@ -71,9 +82,10 @@ pub fn hash_secret(secret: &str) -> Vec<u8> {
 const SELECT_PRINCIPAL: &str =
     "SELECT t.user_id, u.is_active, u.legal_entity_id, le.type, le.status, \
      t.client_type, t.scopes, t.expires_at FROM tokens t JOIN users u ON u.id = t.user_id \
-     JOIN legal_entities le ON le.id = u.legal_entity_id WHERE t.token_hash = $1";
+     JOIN legal_entities le ON le.id = u.legal_entity_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
 
-/// Looks up the principal of a bearer token, expired or not (the caller decides); `None` if unknown.
+/// Looks up the principal of a bearer token, expired or not (the caller decides); `None` if unknown or
+/// revoked, so a revoked token is answered exactly like one that never existed (401).
 pub async fn principal(
     client: &impl GenericClient,
     token: &str,
@@ -210,6 +222,8 @@ pub async fn set_user_active(
 /// An issued token: the secret (shown once) and its expiry.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedToken {
+    /// The token's id, by which an operator lists and revokes it without ever handling the secret again.
+    pub id: Uuid,
     /// The bearer token.
     pub token: String,
     /// When it expires.
@@ -226,12 +240,13 @@ pub async fn issue_token(
 ) -> Result<IssuedToken, StoreError> {
     let (token, hash) = new_secret();
     let expires_at = Utc::now() + ttl;
+    let id = Uuid::new_v4();
     client
         .execute(
             "INSERT INTO tokens (id, token_hash, user_id, client_type, scopes, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
-                &Uuid::new_v4(),
+                &id,
                 &hash,
                 &user_id,
                 &client_type.as_str(),
@@ -240,17 +255,243 @@ pub async fn issue_token(
             ],
         )
         .await?;
-    Ok(IssuedToken { token, expires_at })
+    Ok(IssuedToken {
+        id,
+        token,
+        expires_at,
+    })
 }
 
 /// Issues an api-key for a new API client; returns the key (shown once).
 pub async fn issue_api_key(client: &impl GenericClient, name: &str) -> Result<String, StoreError> {
-    let (key, hash) = new_secret();
+    Ok(issue_api_client(client, name).await?.api_key)
+}
+
+/// A new API client: its id (to list and revoke it by) and its api-key, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedApiKey {
+    /// The API client.
+    pub id: Uuid,
+    /// The api-key.
+    pub api_key: String,
+}
+
+/// Creates an API client named `name` with a new api-key.
+pub async fn issue_api_client(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<IssuedApiKey, StoreError> {
+    let (api_key, hash) = new_secret();
+    let id = Uuid::new_v4();
     client
         .execute(
             "INSERT INTO api_clients (id, name, key_hash) VALUES ($1, $2, $3)",
-            &[&Uuid::new_v4(), &name, &hash],
+            &[&id, &name, &hash],
         )
         .await?;
-    Ok(key)
+    Ok(IssuedApiKey { id, api_key })
+}
+
+// Operators' reads and revocations (`ehealth-admin`). None of them returns a secret or its hash: secrets
+// are shown once, when issued, and only their SHA-256 is stored.
+
+/// A bearer token as an operator sees it: never the secret, never its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The token.
+    pub id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// Its client type.
+    pub client_type: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// `active`, `expired` or `revoked` (revoked wins over expired).
+    pub status: &'static str,
+    /// When it expires (or expired).
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was issued.
+    pub inserted_at: DateTime<Utc>,
+}
+
+const TOKEN_COLUMNS: &str = "id, user_id, client_type, scopes, expires_at, revoked_at, inserted_at";
+
+fn token_info(row: &tokio_postgres::Row) -> TokenInfo {
+    let expires_at: DateTime<Utc> = row.get("expires_at");
+    let revoked_at: Option<DateTime<Utc>> = row.get("revoked_at");
+    let status = match revoked_at {
+        Some(_) => "revoked",
+        None if expires_at <= Utc::now() => "expired",
+        None => "active",
+    };
+    TokenInfo {
+        id: row.get("id"),
+        user_id: row.get("user_id"),
+        client_type: row.get("client_type"),
+        scopes: row.get("scopes"),
+        status,
+        expires_at,
+        revoked_at,
+        inserted_at: row.get("inserted_at"),
+    }
+}
+
+/// Which token to revoke: by its id, or by the secret itself (an operator handed a leaked token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRef {
+    /// The token's id.
+    Id(Uuid),
+    /// The bearer token; only its hash is looked up.
+    Secret(String),
+}
+
+/// Revokes a token: from now on the api answers it 401, like a token it never issued. Revoking a revoked
+/// token keeps the first `revoked_at`. `None` if no such token exists.
+pub async fn revoke_token(
+    client: &impl GenericClient,
+    token: &TokenRef,
+) -> Result<Option<TokenInfo>, StoreError> {
+    let (by_id, by_hash) = match token {
+        TokenRef::Id(id) => (Some(*id), None),
+        TokenRef::Secret(secret) => (None, Some(hash_secret(secret))),
+    };
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE tokens SET revoked_at = coalesce(revoked_at, now()) \
+             WHERE id = $1 OR token_hash = $2 RETURNING {TOKEN_COLUMNS}"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&by_id, &by_hash])
+        .await?
+        .as_ref()
+        .map(token_info))
+}
+
+/// Every token of a user, newest first; `None` if the user does not exist.
+pub async fn user_tokens(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<Option<Vec<TokenInfo>>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT 1 FROM users WHERE id = $1")
+        .await?;
+    if client.query_opt(&statement, &[&user_id]).await?.is_none() {
+        return Ok(None);
+    }
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 ORDER BY inserted_at DESC, id"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&user_id]).await?;
+    Ok(Some(rows.iter().map(token_info).collect()))
+}
+
+/// An API client as an operator sees it: never its api-key, never the key's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiClientInfo {
+    /// The API client.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Whether its api-key is accepted; `false` once revoked.
+    pub is_active: bool,
+    /// When it was created.
+    pub inserted_at: DateTime<Utc>,
+}
+
+const API_CLIENT_COLUMNS: &str = "id, name, is_active, inserted_at";
+
+fn api_client_info(row: &tokio_postgres::Row) -> ApiClientInfo {
+    ApiClientInfo {
+        id: row.get("id"),
+        name: row.get("name"),
+        is_active: row.get("is_active"),
+        inserted_at: row.get("inserted_at"),
+    }
+}
+
+/// Revokes an API client's api-key (`is_active = false`): every request with it is answered 401 "invalid
+/// api-key" from now on. `None` if no such client exists.
+pub async fn revoke_api_client(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ApiClientInfo>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE api_clients SET is_active = false WHERE id = $1 RETURNING {API_CLIENT_COLUMNS}"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(api_client_info))
+}
+
+/// Every API client, oldest first.
+pub async fn api_clients(client: &impl GenericClient) -> Result<Vec<ApiClientInfo>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {API_CLIENT_COLUMNS} FROM api_clients ORDER BY inserted_at, id"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows.iter().map(api_client_info).collect())
+}
+
+/// A legal entity with the count of its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LegalEntityInfo {
+    /// The legal entity.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its EDRPOU code.
+    pub edrpou: String,
+    /// Its type, e.g. `MSP`.
+    #[serde(rename = "type")]
+    pub le_type: String,
+    /// `ACTIVE`, `SUSPENDED` or `CLOSED`.
+    pub status: String,
+    /// Its users.
+    pub users: i64,
+    /// Those of them that are active.
+    pub active_users: i64,
+    /// When it was created.
+    pub inserted_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Reads a legal entity and counts its users; `None` if it does not exist.
+pub async fn legal_entity(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<LegalEntityInfo>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT le.id, le.name, le.edrpou, le.type, le.status, le.inserted_at, le.updated_at, \
+               (SELECT count(*) FROM users u WHERE u.legal_entity_id = le.id) AS users, \
+               (SELECT count(*) FROM users u WHERE u.legal_entity_id = le.id AND u.is_active) AS active_users \
+             FROM legal_entities le WHERE le.id = $1",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&id])
+        .await?
+        .map(|row| LegalEntityInfo {
+            id: row.get("id"),
+            name: row.get("name"),
+            edrpou: row.get("edrpou"),
+            le_type: row.get("type"),
+            status: row.get("status"),
+            users: row.get("users"),
+            active_users: row.get("active_users"),
+            inserted_at: row.get("inserted_at"),
+            updated_at: row.get("updated_at"),
+        }))
 }

@@ -374,6 +374,79 @@ pub async fn finish(
     Ok(())
 }
 
+/// Who ended a job `failed_with_error`, recorded with the reason (`jobs.ended_by`, `jobs.error_detail`) for
+/// operators: the broker's dead-letter queue is emptied by design, so the job row is where a dead letter is
+/// remembered (`ehealth-admin dead-letters list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    /// The worker's handler: the command cannot be run (not valid, no handler for its stream type).
+    Worker,
+    /// The dead-letter consumer: attempts exhausted, the broker's delivery limit, a fault no retry mends.
+    DeadLetter,
+    /// The sweeper: pending past `JOB_DEADLINE_SECONDS`.
+    Sweeper,
+}
+
+impl EndedBy {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Worker => "worker",
+            EndedBy::DeadLetter => "dead_letter",
+            EndedBy::Sweeper => "sweeper",
+        }
+    }
+}
+
+/// The longest `error_detail` stored, in bytes: a reason, not a dump.
+pub const MAX_ERROR_DETAIL_BYTES: usize = 2048;
+
+const FINISH_WITH_ERROR: &str =
+    "UPDATE jobs SET status = 'failed_with_error', status_code = $2, response = $3, links = '[]', \
+     error_detail = $4, ended_by = $5, updated_at = now(), finished_at = now() \
+     WHERE id = $1 AND status = 'pending'";
+
+/// Ends a pending job `failed_with_error` with `outcome` (the client sees its 500 `internal_error` body
+/// only), recording for operators who ended it and why (`detail`, capped at [`MAX_ERROR_DETAIL_BYTES`];
+/// never shown to API clients). `false` when the job was not pending (left as it is) or does not exist.
+pub async fn finish_with_error(
+    client: &impl GenericClient,
+    id: Uuid,
+    outcome: &Outcome,
+    ended_by: EndedBy,
+    detail: &str,
+) -> Result<bool, StoreError> {
+    let response = cap_error_body(outcome.response.clone(), MAX_ERROR_BODY_BYTES);
+    let detail = truncate(detail, MAX_ERROR_DETAIL_BYTES);
+    let statement = client.prepare_cached(FINISH_WITH_ERROR).await?;
+    let ended = client
+        .execute(
+            &statement,
+            &[
+                &id,
+                &i32::from(outcome.status_code),
+                &response,
+                &detail,
+                &ended_by.as_str(),
+            ],
+        )
+        .await?;
+    Ok(ended == 1)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Deletes finished jobs older than `ttl_days`. Their events stay forever.
 pub async fn purge_finished(client: &impl GenericClient, ttl_days: i64) -> Result<u64, StoreError> {
     let cutoff = Utc::now() - Duration::days(ttl_days);
@@ -411,7 +484,15 @@ pub fn cap_error_body(mut body: Value, max: usize) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::cap_error_body;
+    use super::{cap_error_body, truncate};
+
+    #[test]
+    fn an_error_detail_is_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("ab\u{e9}cd", 3), "ab");
+        assert_eq!(truncate("ab\u{e9}cd", 4), "ab\u{e9}");
+    }
+
     use serde_json::json;
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod amqp;
 pub mod canonical;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;
+pub mod operator;
 pub mod outbox;
 pub mod projection;
 pub mod signal;

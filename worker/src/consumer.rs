@@ -268,7 +268,8 @@ impl Commands {
     }
 }
 
-fn attempt_of(delivery: &Delivery) -> u32 {
+/// The attempt a command message is on: its `x-attempt` header, 1 without one.
+pub(crate) fn attempt_of(delivery: &Delivery) -> u32 {
     let value = delivery
         .properties
         .headers()

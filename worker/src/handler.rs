@@ -16,7 +16,7 @@ use ehealth_infra::{
     amqp::Publisher,
     event_store::{self, Metadata},
     identity,
-    jobs::{self, Job, JobStatus, Link, Outcome},
+    jobs::{self, EndedBy, Job, JobStatus, Link, Outcome},
     metrics,
     outbox::{self, OutboxMessage},
     projection::{service_request as service_request_projection, Projection},
@@ -332,24 +332,29 @@ fn unexpected(reason: &str) -> Outcome {
     }
 }
 
-/// Ends a job as `failed_with_error` (500 `internal_error`) at once: its command cannot be run.
+/// Ends a job as `failed_with_error` (500 `internal_error`) at once: its command cannot be run. `reason` is
+/// recorded for operators (`error_detail`, ended by the worker), never shown to the client.
 async fn finish_unexpected(pool: &Pool, job: &Job, reason: &str) -> Result<Processed, StoreError> {
     let outcome = unexpected(reason);
     let client = pool.get().await?;
-    jobs::finish(&client, job.id, &outcome).await?;
+    if !jobs::finish_with_error(&client, job.id, &outcome, EndedBy::Worker, reason).await? {
+        return Ok(Processed::Skipped);
+    }
     metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
     Ok(Processed::Finished(outcome))
 }
 
 /// Ends a job that can never be processed (attempts exhausted, poison message, dead-lettered) as
-/// `failed_with_error`, so clients stop polling a job that will never finish. A job that is no longer
-/// pending is left as it is. Returns the job as it was read when it was still pending (for its request id
-/// and the metrics), `None` when it was unknown or already finished. An error means the database did not
-/// answer: the caller tries again later.
+/// `failed_with_error`, so clients stop polling a job that will never finish; `ended_by` and `detail` are
+/// recorded for operators (`ehealth-admin dead-letters list`), never shown to the client. A job that is no
+/// longer pending is left as it is. Returns the job as it was read when it was still pending (for its
+/// request id and the metrics), `None` when it was unknown or already finished. An error means the database
+/// did not answer: the caller tries again later.
 pub async fn fail_with_error(
     pool: &Pool,
     job_id: Uuid,
-    reason: &str,
+    ended_by: EndedBy,
+    detail: &str,
 ) -> Result<Option<Job>, StoreError> {
     let client = pool.get().await?;
     let Some(job) = jobs::get(&client, job_id)
@@ -358,8 +363,10 @@ pub async fn fail_with_error(
     else {
         return Ok(None);
     };
-    let outcome = unexpected(reason);
-    jobs::finish(&client, job_id, &outcome).await?;
+    let outcome = unexpected(detail);
+    if !jobs::finish_with_error(&client, job_id, &outcome, ended_by, detail).await? {
+        return Ok(None);
+    }
     metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
     Ok(Some(job))
 }

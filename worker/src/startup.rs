@@ -114,6 +114,7 @@ impl Worker {
                 DeadLetters {
                     pool,
                     shutdown: stopped.clone(),
+                    max_attempts: config.worker_max_attempts,
                 },
                 stopped.clone(),
             )),

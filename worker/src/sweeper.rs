@@ -1,6 +1,7 @@
 //! The sweeper: the last line of "every accepted job ends". One worker at a time (a Postgres advisory lock
 //! taken per round) looks at jobs that stay pending:
-//! - pending longer than `JOB_DEADLINE_SECONDS` since they were accepted → `failed_with_error` (500);
+//! - pending longer than `JOB_DEADLINE_SECONDS` since they were accepted (or last run again by an operator)
+//!   → `failed_with_error` (500), recorded as ended by the sweeper with the reason in `error_detail`;
 //! - pending without activity (accepted, started, republished) for `JOB_REPUBLISH_AFTER_SECONDS` → their
 //!   command message is published again through the outbox: the original may have been lost. The worker
 //!   skips the message of a job that is no longer pending, so a duplicate is harmless.
@@ -27,11 +28,14 @@ pub const LOCK_KEY: i64 = 0x6548_6561_6c74_6801;
 pub const BATCH: i64 = 1000;
 
 const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+/// The deadline counts from acceptance, or from the last time an operator ran the job again
+/// (`ehealth-admin jobs retry`), so a job sent again is not ended before it had its chance.
 const EXPIRE: &str =
     "UPDATE jobs SET status = 'failed_with_error', status_code = 500, response = $2, \
+     error_detail = 'pending past JOB_DEADLINE_SECONDS (' || $1::float8 || ' s)', ended_by = 'sweeper', \
      updated_at = now(), finished_at = now() \
      WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' \
-       AND inserted_at < now() - make_interval(secs => $1) \
+       AND coalesce(retried_at, inserted_at) < now() - make_interval(secs => $1) \
        ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
      RETURNING type, inserted_at";
 const REPUBLISH: &str = "WITH stale AS ( \
