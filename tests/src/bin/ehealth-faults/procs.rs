@@ -40,14 +40,6 @@ impl ServiceEnv {
             .kill_on_drop(true);
         command
     }
-
-    /// The value of one variable.
-    pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// One long-running service process (`ehealth-api` or `ehealth-worker`) that faults kill and restart.

@@ -17,6 +17,11 @@ use crate::{
     setup,
 };
 
+/// The role that owns the database: migrations, credentials, the checks.
+const OWNER_ROLE: &str = "postgres";
+/// The least-privilege role the api and the workers run as.
+const RUNTIME_ROLE: &str = "ehealth_app";
+
 /// What a scenario came to: the row of the report.
 #[derive(Debug, Clone, Default)]
 pub struct Row {
@@ -159,7 +164,13 @@ async fn run_inner(
         bin_dir: bench.bin_dir.clone(),
         log_dir: log_dir.to_owned(),
         vars: [
-            ("DATABASE_URL", bench.postgres.url(&db)),
+            // The owner migrates and makes the credentials; the services run as the runtime role that
+            // `ehealth-admin migrate` creates and grants.
+            (
+                "MIGRATION_DATABASE_URL",
+                bench.postgres.url(OWNER_ROLE, &db),
+            ),
+            ("DATABASE_URL", bench.postgres.url(RUNTIME_ROLE, &db)),
             ("AMQP_URL", bench.rabbit.url()),
             ("HTTP_ADDR", http_addr.clone()),
             ("QUEUE_PREFIX", format!("faults-{}", scenario.name)),
@@ -174,25 +185,31 @@ async fn run_inner(
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(scenario.env.iter().cloned())
         .collect(),
     };
     setup::admin(&env, &["migrate"]).await?;
     let client = setup::credentials(&env, format!("http://{http_addr}")).await?;
-    let pool = ehealth_infra::db::pool(env.var("DATABASE_URL").context("DATABASE_URL is set")?, 2)?;
+    // The checks read as the owner.
+    let pool = ehealth_infra::db::pool(&bench.postgres.url(OWNER_ROLE, &db), 2)?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let workers = (1..=scenario.workers)
-        .map(|i| {
-            Proc::new(
-                &format!("worker-{i}"),
-                "ehealth-worker",
-                &env,
-                &scenario.worker_env,
-            )
-        })
-        .collect();
+    let mut workers = vec![];
+    for i in 1..=scenario.workers {
+        // Each worker serves /metrics and /health on a port of its own.
+        let extra = [(
+            "WORKER_HTTP_ADDR".to_owned(),
+            format!("127.0.0.1:{}", servers::free_port()?),
+        )];
+        workers.push(Proc::new(
+            &format!("worker-{i}"),
+            "ehealth-worker",
+            &env,
+            &extra,
+        ));
+    }
     let services = slot.insert(Services {
         api: Proc::new("api", "ehealth-api", &env, &[]),
         workers,

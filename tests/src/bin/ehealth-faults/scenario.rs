@@ -46,8 +46,9 @@ pub struct Scenario {
     pub lead: Duration,
     /// The outcomes it expects.
     pub expect: Expect,
-    /// Variables added to the workers' environment.
-    pub worker_env: Vec<(String, String)>,
+    /// Variables added to the environment of the api and the workers alike (one deployment's settings: the
+    /// queues' arguments come from them, so both sides must agree).
+    pub env: Vec<(String, String)>,
     /// Settings that differ from the defaults, for the report.
     pub note: &'static str,
 }
@@ -75,7 +76,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
         load: plan(commands, lead + down + secs(5, 10)),
         lead,
         expect: Expect::Decided,
-        worker_env: vec![],
+        env: vec![],
         note: "",
     };
     let kills = pick(10, 100) as u32;
@@ -91,7 +92,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             ),
             lead: Duration::from_secs(2),
             expect: Expect::Decided,
-            worker_env: vec![],
+            env: vec![],
             note: "",
         },
         Scenario {
@@ -104,7 +105,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             },
             lead,
             expect: Expect::Decided,
-            worker_env: vec![],
+            env: vec![],
             note: "",
         },
         Scenario {
@@ -114,7 +115,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             load: plan(pick(300, 1000), secs(20, 50)),
             lead: Duration::from_secs(2),
             expect: Expect::Decided,
-            worker_env: vec![],
+            env: vec![],
             note: "",
         },
         outage(
@@ -152,7 +153,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             },
             lead,
             expect: Expect::PanicOn(PANIC_MARKER),
-            worker_env: [
+            env: [
                 ("WORKER_FAULT_PANIC_ON", PANIC_MARKER),
                 ("WORKER_MAX_ATTEMPTS", "3"),
                 ("RETRY_DELAY_MS", "200"),

@@ -192,9 +192,9 @@ impl Postgres {
         self.running
     }
 
-    /// The URL of database `db` on this cluster.
-    pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    /// The URL of database `db` on this cluster for `role` (trust authentication: no password).
+    pub fn url(&self, role: &str, db: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/{db}", self.port)
     }
 }
 
