@@ -24,6 +24,7 @@ QUEUE_PREFIX=${SCHEMATHESIS_QUEUE_PREFIX:-schemathesis}
 ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-25}
 ST_MAX_TIME=${ST_MAX_TIME:-150}
 ST_WORKERS=${ST_WORKERS:-2}
+ST_CHECKS=${ST_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}
 SCHEMATHESIS_VERSION=4.32.5
 VALIDATOR_VERSION=0.9.0
 
@@ -111,7 +112,7 @@ PY
 say "schemathesis: at most $ST_MAX_EXAMPLES examples per operation, $ST_MAX_TIME s"
 status=0
 "$venv/bin/st" run "$base/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks "$ST_CHECKS" \
   --header "Authorization: Bearer $token" --header "api-key: $key" \
   --max-examples "$ST_MAX_EXAMPLES" --max-time "$ST_MAX_TIME" --workers "$ST_WORKERS" \
   --phases examples,coverage,fuzzing --request-timeout 35 --seed "${ST_SEED:-1}" \

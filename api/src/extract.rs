@@ -53,8 +53,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for LenientJsonBody<T> 
     }
 }
 
-/// An optional JSON body (recall, cancel): an empty or blank body is `None`; anything else is read like
-/// [`LenientJsonBody`].
+/// An optional JSON body (recall, cancel): an empty or blank body, or `null`, is `None`; anything else is read
+/// like [`LenientJsonBody`].
 pub struct OptionalJsonBody<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
@@ -63,7 +63,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let declared = content_type(&request);
         let bytes = read_body(request).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJsonBody(None));
         }
         if declared == Some(false) {

@@ -333,7 +333,7 @@ async fn an_array_where_an_object_belongs_is_422() {
     let app = TestApp::spawn_without_worker().await;
     let msp = app.msp().await;
     for path in reason_paths() {
-        for body in ["[]", r#"["by mistake"]"#, "null", "1"] {
+        for body in ["[]", r#"["by mistake"]"#, "1", r#""by mistake""#] {
             send(
                 &app,
                 &msp,
@@ -370,6 +370,24 @@ async fn an_array_where_an_object_belongs_is_422() {
     .await
     .assert_invalid("$.used_by_legal_entity.identifier");
     assert_eq!(jobs(&app).await, 0);
+    // An empty body and `null` are no reason: accepted.
+    for (path, body) in reason_paths().into_iter().zip(["", "null"]) {
+        let answer = send(
+            &app,
+            &msp,
+            Method::PATCH,
+            &path,
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{body:?}: {:?}",
+            answer.body
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,7 +95,7 @@ fn file_id(id: Option<Uuid>) -> Result<Uuid, ApiError> {
     params(
         ("patientId" = Uuid, Path, description = "The patient."),
         ("analysisId" = Uuid, Path, description = "The analysis."),
-        ("fileName" = String, Path, min_length = 1, description = "The file's name, percent-encoded: 1 to 80 bytes once decoded, not `.`, no `/`, `\\`, `..` or control characters.", example = "result.pdf"),
+        ("fileName" = String, Path, min_length = 1, max_length = 80, pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]+$", description = "The file's name, percent-encoded: 1 to 80 bytes once decoded, not `.`, no `/`, `\\`, `..` or control characters.", example = "result.pdf"),
     ),
     responses(
         (status = 200, description = "A presigned `PUT` link for this upload. Nothing is recorded until finalize.", body = UploadLinkResponse),

@@ -142,7 +142,10 @@ impl AsOf {
 struct StreamQuery {
     /// Cut the stream here, inclusive: a global position (digits) or an RFC 3339 time (`+` sent as `%2B`).
     /// Default: every event.
-    #[param(example = "2026-01-31T12:00:00Z")]
+    #[param(
+        example = "2026-01-31T12:00:00Z",
+        pattern = r"^([0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$"
+    )]
     as_of: Option<String>,
 }
 
@@ -208,6 +211,7 @@ async fn stream(
 #[into_params(parameter_in = Query)]
 struct FeedQuery {
     /// `paging.next_after` of the previous page; from the start when absent. A bare position is 422.
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     after: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
