@@ -146,7 +146,10 @@ async fn grant_runtime_role(
     };
     let owner: String = client.query_one("SELECT current_user", &[]).await?.get(0);
     if role == owner {
-        tracing::warn!(role, "DATABASE_URL names the owner: no separate runtime role");
+        tracing::warn!(
+            role,
+            "DATABASE_URL names the owner: no separate runtime role"
+        );
         return Ok(());
     }
     let exists = client
@@ -173,7 +176,10 @@ async fn grant_runtime_role(
             .batch_execute(&format!("ALTER ROLE {quoted} PASSWORD '{password}'"))
             .await?;
     }
-    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+    let database: String = client
+        .query_one("SELECT current_database()", &[])
+        .await?
+        .get(0);
     let mut sql = format!(
         "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {quoted}; GRANT USAGE ON SCHEMA public TO {quoted}; \
          REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}; \
@@ -222,12 +228,19 @@ pub async fn check_runtime_role(
     };
     let flags = [
         (row.get::<_, bool>(0), "is a superuser"),
-        (row.get::<_, Option<bool>>(1).unwrap_or(false), "owns the events table"),
+        (
+            row.get::<_, Option<bool>>(1).unwrap_or(false),
+            "owns the events table",
+        ),
         (row.get::<_, bool>(2), "may UPDATE events"),
         (row.get::<_, bool>(3), "may DELETE from events"),
         (row.get::<_, bool>(4), "may TRUNCATE events"),
     ];
-    let problems: Vec<&str> = flags.iter().filter(|(bad, _)| *bad).map(|(_, why)| *why).collect();
+    let problems: Vec<&str> = flags
+        .iter()
+        .filter(|(bad, _)| *bad)
+        .map(|(_, why)| *why)
+        .collect();
     if problems.is_empty() {
         return Ok(());
     }

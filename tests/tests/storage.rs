@@ -18,7 +18,10 @@ async fn a_request_signed_with_a_constant_account_is_refused_and_the_generated_o
     for (id, secret) in [
         ("ehealth", "ehealth-local-secret"),
         ("minioadmin", "minioadmin"),
-        ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        (
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
     ] {
         let config = Config {
             s3_access_key_id: Some(id.to_owned()),

@@ -53,7 +53,9 @@ pub fn load_or_create(data_dir: &Path) -> io::Result<(String, String)> {
         let linked = fs::hard_link(&aside, &file);
         fs::remove_file(&aside)?;
         match linked {
-            Ok(()) => tracing::info!(file = %file.display(), "generated the embedded store's account"),
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "generated the embedded store's account")
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
