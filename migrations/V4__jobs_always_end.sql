@@ -8,7 +8,7 @@ ALTER TABLE outbox ADD COLUMN claimed_until timestamptz;
 -- Published rows are purged after OUTBOX_TTL_HOURS.
 CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
 
--- Spec 000 upload links: every `initialize` gets an object key of its own (`{stream}/{upload_id}/{name}`);
+-- Spec 000 upload links: every `initialize` gets an object key of its own (`{stream}/{upload_id}`);
 -- `finalize` records the newest link's object. Neither a stale link nor the delayed deletion of a refused
 -- upload can touch another upload's object.
 CREATE TABLE upload_links (

@@ -11,18 +11,16 @@ pub const FILE_EXISTS: &str = "File with this name already exists";
 pub const NOT_UPLOADED: &str = "file was not uploaded";
 /// 404: no such file among the caller's files of the analysis.
 pub const FILE_NOT_FOUND: &str = "File not found";
-/// The longest file name accepted, in bytes: what every supported store can hold. The embedded store
-/// (s3s-fs) keeps each object's attributes in a file named after the base64 of the bucket and the whole key
-/// (`{stream}/{upload id}/{name}`, 74 bytes before the name); with the default bucket, `analysis-files`,
-/// that file name reaches the file system's 255-byte limit at an 80-byte name.
-pub const MAX_FILE_NAME_BYTES: usize = 80;
+/// The longest file name accepted, in bytes (spec 000). The name is not part of the object key
+/// ([`upload_key`]), so no store's key or file-name limit shortens it.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 
 /// Validates a (percent-decoded) file name: 1 to [`MAX_FILE_NAME_BYTES`] bytes, not `.` (a URL cannot
 /// carry it: clients remove dot segments, so no upload link could reach its key), no `/`, `\`, `..` or
 /// control characters.
 pub fn validate_file_name(file_name: &str) -> Result<(), Rejection> {
     let problem = if file_name.is_empty() || file_name.len() > MAX_FILE_NAME_BYTES {
-        Some(("length", "must be 1 to 80 bytes long"))
+        Some(("length", "must be 1 to 255 bytes long"))
     } else if file_name == "." {
         Some(("format", "must not be '.'"))
     } else if file_name.contains(['/', '\\']) {
@@ -52,20 +50,20 @@ pub fn upload_target(
     if state.by_name(file_name).is_some() {
         return Err(Rejection::conflict(FILE_EXISTS));
     }
-    Ok(upload_key(stream_id, upload_id, file_name))
+    Ok(upload_key(stream_id, upload_id))
 }
 
-/// The object key of one upload link: `{stream}/{upload_id}/{file_name}`. Every link has a key of its own, so
-/// neither the delayed deletion of a refused or deleted upload nor a stale link can touch another upload's
-/// object, even one of the same name.
-pub fn upload_key(stream_id: Uuid, upload_id: Uuid, file_name: &str) -> String {
-    format!("{stream_id}/{upload_id}/{file_name}")
+/// The object key of one upload link: `{stream}/{upload_id}`. Every link has a key of its own, so neither the
+/// delayed deletion of a refused or deleted upload nor a stale link can touch another upload's object, even
+/// one of the same name. The name is not in the key (the event records it, and the api binds each link to its
+/// name in `upload_links`), so any name the spec allows fits every store.
+pub fn upload_key(stream_id: Uuid, upload_id: Uuid) -> String {
+    format!("{stream_id}/{upload_id}")
 }
 
-/// Whether `key` is an [`upload_key`] of `file_name` in `stream_id`.
-pub fn is_upload_key_of(key: &str, stream_id: Uuid, file_name: &str) -> bool {
+/// Whether `key` is an [`upload_key`] in `stream_id`.
+pub fn is_upload_key_of(key: &str, stream_id: Uuid) -> bool {
     key.strip_prefix(&format!("{stream_id}/"))
-        .and_then(|rest| rest.strip_suffix(&format!("/{file_name}")))
         .is_some_and(|upload_id| Uuid::parse_str(upload_id).is_ok())
 }
 
@@ -86,8 +84,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
             }
             let stream = stream_id(ctx.actor.legal_entity_id, patient_id, analysis_id);
             let Some(object) = object.filter(|o| {
-                upload_key.as_deref() == Some(o.key.as_str())
-                    && is_upload_key_of(&o.key, stream, &file_name)
+                upload_key.as_deref() == Some(o.key.as_str()) && is_upload_key_of(&o.key, stream)
             }) else {
                 return Err(Rejection::conflict(NOT_UPLOADED));
             };

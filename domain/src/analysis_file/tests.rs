@@ -20,9 +20,9 @@ fn stream() -> Uuid {
     stream_id(test_actor().legal_entity_id, PATIENT, ANALYSIS)
 }
 
-/// The key of the `n`th upload link.
-fn key(name: &str, n: u32) -> String {
-    upload_key(stream(), Uuid::from_u128(u128::from(n) + 1), name)
+/// The key of the `n`th upload link (of any name: names are not part of keys).
+fn key(_name: &str, n: u32) -> String {
+    upload_key(stream(), Uuid::from_u128(u128::from(n) + 1))
 }
 
 fn object(name: &str, generation: u32, size: u64) -> StoredObject {
@@ -97,9 +97,16 @@ fn finalize_without_an_uploaded_object_is_409() {
 }
 
 #[test]
-fn finalize_of_an_object_under_another_key_is_409() {
+fn finalize_of_an_object_outside_the_analysis_stream_is_409() {
+    let elsewhere = StoredObject {
+        key: upload_key(
+            stream_id(Uuid::from_u128(0xBBBB), PATIENT, ANALYSIS),
+            Uuid::from_u128(1),
+        ),
+        ..object("result.pdf", 0, 10)
+    };
     given::<Files>([])
-        .when(finalize("result.pdf", Some(object("other.pdf", 0, 10))))
+        .when(finalize("result.pdf", Some(elsewhere)))
         .then_rejected(409, NOT_UPLOADED);
 }
 
@@ -192,12 +199,14 @@ fn upload_target_is_refused_for_a_taken_name_and_every_link_gets_a_key_of_its_ow
         upload_target(&state, stream(), "a.pdf", second).unwrap(),
         key("a.pdf", 1)
     );
-    assert!(is_upload_key_of(&key("a.pdf", 1), stream(), "a.pdf"));
-    assert!(!is_upload_key_of(&key("a.pdf", 1), stream(), "b.pdf"));
+    assert!(is_upload_key_of(&key("a.pdf", 1), stream()));
+    assert!(!is_upload_key_of(
+        &key("a.pdf", 1),
+        stream_id(Uuid::from_u128(0xBBBB), PATIENT, ANALYSIS)
+    ));
     assert!(!is_upload_key_of(
         &format!("{}/0/a.pdf", stream()),
-        stream(),
-        "a.pdf"
+        stream()
     ));
 }
 
