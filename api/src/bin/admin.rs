@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
         return Ok(json!({ "applied": applied }));
     }
     // The operator's tool works as the owner: reference data and credentials are not the runtime role's to
-    // write, and a rebuild truncates projections.
+    // write, and a rebuild creates and swaps in tables.
     let pool = db::pool(&config.migration_database_url, 2)?;
     let mut client = pool.get().await.context("cannot connect to the database")?;
     Ok(match cli.command {
@@ -71,7 +71,11 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
         Command::Jobs(command) => jobs::jobs(&mut client, command).await?,
         Command::DeadLetters(command) => jobs::dead_letters(&mut client, command).await?,
         Command::Projections(ProjectionsCommand::Rebuild) => {
-            json!({ "streams": projection::rebuild_all(&mut client).await? })
+            // Shadow tables built in short transactions, swapped in one by one; progress on stderr.
+            json!(
+                projection::rebuild_all_in_chunks(&mut client, projection::DEFAULT_CHUNK_EVENTS)
+                    .await?
+            )
         }
         Command::Audit(AuditCommand::Verify { stream }) => {
             if chain_key.is_development() {

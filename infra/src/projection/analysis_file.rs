@@ -6,7 +6,7 @@ use ehealth_domain::analysis_file::{AnalysisFilesAggregate, File, State};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::Projection;
+use super::{Folded, Projection};
 use crate::StoreError;
 
 const COLUMNS: &str =
@@ -144,7 +144,8 @@ pub async fn get(
 
 impl Projection for AnalysisFilesAggregate {
     const ENTITY: &'static str = "analysis_file";
-    const TABLES: &'static [&'static str] = &["analysis_files"];
+    const TABLE: &'static str = "analysis_files";
+    const STREAM_COLUMN: &'static str = "stream_id";
 
     fn status(_: &State) -> Option<&'static str> {
         None
@@ -191,6 +192,59 @@ impl Projection for AnalysisFilesAggregate {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    async fn insert_folded(
+        client: &impl GenericClient,
+        table: &str,
+        streams: &[Folded<Self>],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<AnalysisFileRow> = streams
+            .iter()
+            .flat_map(|f| {
+                f.state
+                    .files
+                    .values()
+                    .map(|file| AnalysisFileRow::from_file(f.stream_id, file))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let id = |get: fn(&AnalysisFileRow) -> Uuid| rows.iter().map(get).collect::<Vec<_>>();
+        let text = |get: fn(&AnalysisFileRow) -> &str| rows.iter().map(get).collect::<Vec<_>>();
+        let time =
+            |get: fn(&AnalysisFileRow) -> DateTime<Utc>| rows.iter().map(get).collect::<Vec<_>>();
+        let sizes: Vec<i64> = rows.iter().map(|r| r.size).collect();
+        let sends: Vec<bool> = rows.iter().map(|r| r.is_send).collect();
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], \
+                 $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+                 $11::boolean[], $12::timestamptz[], $13::timestamptz[])"
+            ))
+            .await?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &id(|r| r.id),
+                    &id(|r| r.stream_id),
+                    &id(|r| r.legal_entity_id),
+                    &id(|r| r.patient_id),
+                    &id(|r| r.analysis_id),
+                    &text(|r| &r.file_name),
+                    &text(|r| &r.object_key),
+                    &sizes,
+                    &text(|r| &r.content_type),
+                    &text(|r| &r.etag),
+                    &sends,
+                    &time(|r| r.created_at),
+                    &time(|r| r.updated_at),
+                ],
+            )
+            .await?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use ehealth_domain::service_request::{ServiceRequest, ServiceRequestAggregate, S
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{reference, Projection};
+use super::{reference, Folded, Projection};
 use crate::StoreError;
 
 const UPSERT: &str = "INSERT INTO service_requests (id, patient_id, category, code, program_id, \
@@ -199,7 +199,8 @@ pub async fn list_by_patient(
 
 impl Projection for ServiceRequestAggregate {
     const ENTITY: &'static str = "service_request";
-    const TABLES: &'static [&'static str] = &["service_requests"];
+    const TABLE: &'static str = "service_requests";
+    const STREAM_COLUMN: &'static str = "id";
 
     fn status(state: &State) -> Option<&'static str> {
         state.0.as_ref().map(|sr| sr.status.as_str())
@@ -240,6 +241,72 @@ impl Projection for ServiceRequestAggregate {
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    async fn insert_folded(
+        client: &impl GenericClient,
+        table: &str,
+        streams: &[Folded<Self>],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<ServiceRequestRow> = streams
+            .iter()
+            .filter_map(|f| {
+                f.state.0.as_ref().map(|sr| {
+                    ServiceRequestRow::from_state(
+                        f.stream_id,
+                        sr,
+                        f.version,
+                        f.first_recorded_at,
+                        f.last_recorded_at,
+                    )
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |get: fn(&ServiceRequestRow) -> Uuid| rows.iter().map(get).collect::<Vec<_>>();
+        let text = |get: fn(&ServiceRequestRow) -> &str| rows.iter().map(get).collect::<Vec<_>>();
+        let optional_text =
+            |get: fn(&ServiceRequestRow) -> Option<&str>| rows.iter().map(get).collect::<Vec<_>>();
+        let optional_id =
+            |get: fn(&ServiceRequestRow) -> Option<Uuid>| rows.iter().map(get).collect::<Vec<_>>();
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], \
+                 $4::text[], $5::uuid[], $6::date[], $7::text[], $8::text[], $9::text[], $10::uuid[], \
+                 $11::uuid[], $12::uuid[], $13::uuid[], $14::bigint[], $15::timestamptz[], $16::timestamptz[])"
+            ))
+            .await?;
+        let expiration_dates: Vec<Option<NaiveDate>> =
+            rows.iter().map(|r| r.expiration_date).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
+        let inserted: Vec<DateTime<Utc>> = rows.iter().map(|r| r.inserted_at).collect();
+        let updated: Vec<DateTime<Utc>> = rows.iter().map(|r| r.updated_at).collect();
+        client
+            .execute(
+                &statement,
+                &[
+                    &column(|r| r.id),
+                    &column(|r| r.patient_id),
+                    &text(|r| &r.category),
+                    &text(|r| &r.code),
+                    &optional_id(|r| r.program_id),
+                    &expiration_dates,
+                    &text(|r| &r.status),
+                    &optional_text(|r| r.program_processing_status.as_deref()),
+                    &optional_text(|r| r.status_reason.as_deref()),
+                    &column(|r| r.requester_legal_entity_id),
+                    &column(|r| r.requester_user_id),
+                    &optional_id(|r| r.used_by_legal_entity_id),
+                    &optional_id(|r| r.used_by_employee_id),
+                    &versions,
+                    &inserted,
+                    &updated,
+                ],
+            )
+            .await?;
         Ok(())
     }
 }

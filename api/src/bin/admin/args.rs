@@ -251,7 +251,8 @@ pub enum DeadLettersCommand {
 /// `projections …`
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
-    /// Rebuilds every projection from the event log; prints {"streams":…}.
+    /// Rebuilds every projection from the event log into shadow tables, in short transactions, and swaps
+    /// them in; progress on stderr; prints {"streams":…,"events":…,"seconds":…}.
     Rebuild,
 }
 

@@ -1,0 +1,344 @@
+//! Rebuilding the projections from the event log in short transactions.
+//!
+//! A rebuild must produce exactly the live tables without holding one transaction open for the whole log:
+//! a long transaction would hold the audit feed back (it serves only events of transactions older than the
+//! oldest running one) and readers must never see a half-built table. So each projection is built into a
+//! shadow table and swapped in at the end:
+//!
+//! 1. `CREATE UNLOGGED TABLE <t>_rebuild (LIKE <t> INCLUDING ALL)` (a leftover of a failed run is dropped).
+//! 2. The events of the projection's stream type are read in chunks of at most `chunk_events`, ordered by
+//!    `(stream_id, stream_version)` and paged by that keyset. Every stream a chunk holds whole is folded in
+//!    memory and its rows are inserted with one multi-row `INSERT … SELECT FROM unnest(…)`; the stream the
+//!    chunk ends in waits for the next chunk. Each statement is its own transaction, so no transaction lives
+//!    longer than one chunk. The version each stream was folded at is kept in memory.
+//! 3. Catch-up without a lock: the streams whose `streams.version` differs from the folded one (appended to
+//!    during the build, or created after the keyset passed them) are folded again into the shadow.
+//! 4. The swap, in one short transaction: `LOCK TABLE <t> IN ACCESS EXCLUSIVE MODE` (writers and readers wait),
+//!    the same catch-up again — now exact, because no writer can project into the table until the commit,
+//!    and one that projects afterwards writes its stream's whole state — then
+//!    `TRUNCATE <t>; INSERT INTO <t> SELECT * FROM <t>_rebuild; DROP TABLE <t>_rebuild`. Copying keeps the
+//!    live table's own name, indexes, constraints and grants (`db::RUNTIME_GRANTS`); renaming the shadow
+//!    into place would have to redo all of them.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use ehealth_domain::{
+    analysis_file::AnalysisFilesAggregate, service_request::ServiceRequestAggregate, Aggregate,
+};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Projection;
+use crate::{event_store, StoreError};
+
+/// The chunk size of `ehealth-admin projections rebuild`: events read, folded and written per statement.
+pub const DEFAULT_CHUNK_EVENTS: i64 = 5_000;
+
+/// How long the swap waits for the live table's lock in one attempt. While it waits, every other reader and
+/// writer of the table queues behind it, so it waits briefly, lets them through and tries again.
+const SWAP_LOCK_TIMEOUT: &str = "1s";
+
+/// How many times the swap tries to lock the live table before the rebuild fails (leaving the live table as
+/// it was and the shadow for the next run to drop).
+const SWAP_ATTEMPTS: u32 = 120;
+
+const SELECT_CHUNK: &str =
+    "SELECT stream_id, stream_version, event_type, data, recorded_at FROM events \
+     WHERE stream_type = $1 AND (stream_id, stream_version) > ($2, $3) \
+     ORDER BY stream_id, stream_version LIMIT $4";
+
+const SELECT_STREAMS_EVENTS: &str =
+    "SELECT stream_id, stream_version, event_type, data, recorded_at FROM events \
+     WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version";
+
+const SELECT_VERSIONS: &str = "SELECT stream_id, version FROM streams WHERE stream_type = $1";
+
+/// One stream folded from its events: what a projection's row is made of.
+#[derive(Debug, Clone)]
+pub struct Folded<A: Aggregate> {
+    /// The stream.
+    pub stream_id: Uuid,
+    /// Its state after its last event.
+    pub state: A::State,
+    /// The version of its last event.
+    pub version: i64,
+    /// When its first event was recorded.
+    pub first_recorded_at: DateTime<Utc>,
+    /// When its last event was recorded.
+    pub last_recorded_at: DateTime<Utc>,
+}
+
+/// What a rebuild did: the CLI prints it as JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RebuildReport {
+    /// Streams folded into the rebuilt tables.
+    pub streams: u64,
+    /// Events read and folded (catch-up included).
+    pub events: u64,
+    /// Wall-clock time of the whole rebuild.
+    pub seconds: f64,
+}
+
+/// The part of an event a fold needs.
+struct ChunkEvent {
+    stream_id: Uuid,
+    stream_version: i64,
+    event_type: String,
+    data: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl ChunkEvent {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            stream_id: row.get(0),
+            stream_version: row.get(1),
+            event_type: row.get(2),
+            data: row.get(3),
+            recorded_at: row.get(4),
+        }
+    }
+}
+
+/// Folds events ordered by `(stream_id, stream_version)`, each stream's from its first, one [`Folded`] per
+/// stream.
+fn fold_streams<A: Aggregate>(events: &[ChunkEvent]) -> Result<Vec<Folded<A>>, StoreError> {
+    let mut folded: Vec<Folded<A>> = Vec::new();
+    for event in events {
+        let decoded = event_store::decode_event::<A>(&event.event_type, &event.data)?;
+        match folded.last_mut() {
+            Some(stream) if stream.stream_id == event.stream_id => {
+                stream.state = A::apply(std::mem::take(&mut stream.state), &decoded);
+                stream.version = event.stream_version;
+                stream.last_recorded_at = event.recorded_at;
+            }
+            _ => folded.push(Folded {
+                stream_id: event.stream_id,
+                state: A::apply(A::State::default(), &decoded),
+                version: event.stream_version,
+                first_recorded_at: event.recorded_at,
+                last_recorded_at: event.recorded_at,
+            }),
+        }
+    }
+    Ok(folded)
+}
+
+/// Streams and events done so far, for the progress lines and the report.
+struct Progress {
+    started: Instant,
+    streams: u64,
+    events: u64,
+}
+
+impl Progress {
+    fn log(&self, table: &str, phase: &'static str) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        tracing::info!(
+            table,
+            phase,
+            streams = self.streams,
+            events = self.events,
+            events_per_second = (self.events as f64 / seconds.max(1e-9)).round(),
+            "projection rebuild progress"
+        );
+    }
+}
+
+/// Rebuilds every projection with [`DEFAULT_CHUNK_EVENTS`]; returns the number of streams folded.
+pub async fn rebuild_all(client: &mut deadpool_postgres::Object) -> Result<u64, StoreError> {
+    Ok(rebuild_all_in_chunks(client, DEFAULT_CHUNK_EVENTS)
+        .await?
+        .streams)
+}
+
+/// Rebuilds every projection, reading at most `chunk_events` events per statement (see the module's
+/// documentation). Each projection is swapped in as soon as it is built.
+pub async fn rebuild_all_in_chunks(
+    client: &mut deadpool_postgres::Object,
+    chunk_events: i64,
+) -> Result<RebuildReport, StoreError> {
+    let mut progress = Progress {
+        started: Instant::now(),
+        streams: 0,
+        events: 0,
+    };
+    rebuild_with::<ServiceRequestAggregate>(client, chunk_events, &mut progress).await?;
+    rebuild_with::<AnalysisFilesAggregate>(client, chunk_events, &mut progress).await?;
+    Ok(RebuildReport {
+        streams: progress.streams,
+        events: progress.events,
+        seconds: progress.started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Rebuilds one projection, reading at most `chunk_events` events per statement.
+pub async fn rebuild<A: Projection>(
+    client: &mut deadpool_postgres::Object,
+    chunk_events: i64,
+) -> Result<RebuildReport, StoreError> {
+    let mut progress = Progress {
+        started: Instant::now(),
+        streams: 0,
+        events: 0,
+    };
+    rebuild_with::<A>(client, chunk_events, &mut progress).await?;
+    Ok(RebuildReport {
+        streams: progress.streams,
+        events: progress.events,
+        seconds: progress.started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn rebuild_with<A: Projection>(
+    client: &mut deadpool_postgres::Object,
+    chunk_events: i64,
+    progress: &mut Progress,
+) -> Result<(), StoreError> {
+    let table = A::TABLE;
+    let shadow = format!("{table}_rebuild");
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {shadow}; CREATE UNLOGGED TABLE {shadow} (LIKE {table} INCLUDING ALL)"
+        ))
+        .await?;
+    let mut built = build_shadow::<A>(&*client, &shadow, chunk_events.max(1), progress).await?;
+    for attempt in 1.. {
+        // Most of the catch-up, with no lock held: what is left for the swap is what commits meanwhile.
+        catch_up::<A>(&*client, &shadow, &mut built, progress).await?;
+        let tx = client.transaction().await?;
+        let locked = tx
+            .batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'; \
+                 LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await;
+        match locked {
+            Ok(()) => {}
+            // A long reader or writer holds the table: let the queue behind us go, and try again.
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+                    && attempt < SWAP_ATTEMPTS =>
+            {
+                tracing::warn!(
+                    table,
+                    attempt,
+                    "projection rebuild: the table is busy, swap retried"
+                );
+                tx.rollback().await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let locked_at = Instant::now();
+        catch_up::<A>(&tx, &shadow, &mut built, progress).await?;
+        tx.batch_execute(&format!(
+            "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {shadow}; DROP TABLE {shadow}"
+        ))
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            table,
+            locked_ms = locked_at.elapsed().as_millis() as u64,
+            "projection rebuild: shadow swapped in"
+        );
+        break;
+    }
+    progress.log(table, "swapped");
+    Ok(())
+}
+
+/// Fills the shadow chunk by chunk; returns the version each stream was folded at.
+async fn build_shadow<A: Projection>(
+    client: &impl GenericClient,
+    shadow: &str,
+    chunk_events: i64,
+    progress: &mut Progress,
+) -> Result<HashMap<Uuid, i64>, StoreError> {
+    let select = client.prepare_cached(SELECT_CHUNK).await?;
+    let mut built = HashMap::new();
+    let mut after = (Uuid::nil(), 0_i64);
+    // The events of the stream the last chunk ended in: it may go on in the next one.
+    let mut pending: Vec<ChunkEvent> = Vec::new();
+    loop {
+        let rows = client
+            .query(
+                &select,
+                &[&A::STREAM_TYPE, &after.0, &after.1, &chunk_events],
+            )
+            .await?;
+        let last_chunk = (rows.len() as i64) < chunk_events;
+        pending.extend(rows.iter().map(ChunkEvent::from_row));
+        if let Some(last) = pending.last() {
+            after = (last.stream_id, last.stream_version);
+        }
+        let whole = if last_chunk {
+            pending.len()
+        } else {
+            let open = pending.last().map(|e| e.stream_id);
+            pending
+                .iter()
+                .position(|e| Some(e.stream_id) == open)
+                .unwrap_or(0)
+        };
+        let rest = pending.split_off(whole);
+        let complete = std::mem::replace(&mut pending, rest);
+        if !complete.is_empty() {
+            let folded = fold_streams::<A>(&complete)?;
+            A::insert_folded(client, shadow, &folded).await?;
+            built.extend(folded.iter().map(|f| (f.stream_id, f.version)));
+            progress.streams += folded.len() as u64;
+            progress.events += complete.len() as u64;
+            progress.log(A::TABLE, "chunk");
+        }
+        if last_chunk {
+            return Ok(built);
+        }
+    }
+}
+
+/// Folds again into the shadow every stream whose version is not the one it was folded at.
+async fn catch_up<A: Projection>(
+    client: &impl GenericClient,
+    shadow: &str,
+    built: &mut HashMap<Uuid, i64>,
+    progress: &mut Progress,
+) -> Result<(), StoreError> {
+    let versions = client.prepare_cached(SELECT_VERSIONS).await?;
+    let stale: Vec<Uuid> = client
+        .query(&versions, &[&A::STREAM_TYPE])
+        .await?
+        .iter()
+        .filter(|row| built.get(&row.get::<_, Uuid>(0)) != Some(&row.get::<_, i64>(1)))
+        .map(|row| row.get(0))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            &format!("DELETE FROM {shadow} WHERE {} = ANY($1)", A::STREAM_COLUMN),
+            &[&stale],
+        )
+        .await?;
+    let read = client.prepare_cached(SELECT_STREAMS_EVENTS).await?;
+    let events: Vec<ChunkEvent> = client
+        .query(&read, &[&stale])
+        .await?
+        .iter()
+        .map(ChunkEvent::from_row)
+        .collect();
+    let folded = fold_streams::<A>(&events)?;
+    A::insert_folded(client, shadow, &folded).await?;
+    for stream in &folded {
+        if built.insert(stream.stream_id, stream.version).is_none() {
+            progress.streams += 1;
+        }
+    }
+    progress.events += events.len() as u64;
+    Ok(())
+}
