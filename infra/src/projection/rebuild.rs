@@ -162,19 +162,40 @@ pub async fn rebuild_all_in_chunks(
     client: &mut deadpool_postgres::Object,
     chunk_events: i64,
 ) -> Result<RebuildReport, StoreError> {
+    // One rebuild at a time: two would share the shadow tables. A session lock, released below and by the
+    // server if this process dies.
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK_KEY])
+        .await?
+        .get(0);
+    if !locked {
+        return Err(StoreError::Migration(
+            "another projection rebuild is running; try again when it has finished".to_owned(),
+        ));
+    }
     let mut progress = Progress {
         started: Instant::now(),
         streams: 0,
         events: 0,
     };
-    rebuild_with::<ServiceRequestAggregate>(client, chunk_events, &mut progress).await?;
-    rebuild_with::<AnalysisFilesAggregate>(client, chunk_events, &mut progress).await?;
+    let mut result =
+        rebuild_with::<ServiceRequestAggregate>(client, chunk_events, &mut progress).await;
+    if result.is_ok() {
+        result = rebuild_with::<AnalysisFilesAggregate>(client, chunk_events, &mut progress).await;
+    }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK_KEY])
+        .await?;
+    result?;
     Ok(RebuildReport {
         streams: progress.streams,
         events: progress.events,
         seconds: progress.started.elapsed().as_secs_f64(),
     })
 }
+
+/// The advisory lock that lets one projection rebuild run at a time.
+pub const REBUILD_LOCK_KEY: i64 = 0x6548_6561_6c74_6802;
 
 /// Rebuilds one projection, reading at most `chunk_events` events per statement.
 pub async fn rebuild<A: Projection>(
