@@ -5,6 +5,7 @@
 # load, and checks from the database that every accepted command ended exactly once.
 #
 #   scripts/faults.sh [--ci|--full] [scenario…]     (default --full; --list names the scenarios)
+#   FAULTS_PROFILE=release scripts/faults.sh --full backlog   (the service's binaries from target/release)
 #
 # The machine's shared PostgreSQL and RabbitMQ are never touched. Logs: target/faults/<scenario>/.
 set -euo pipefail
@@ -24,10 +25,18 @@ command -v pg_ctl >/dev/null 2>&1 || [[ -n ${PG_BIN_DIR:-} ]] || { say "pg_ctl n
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null 2>&1 \
   || { say "rabbitmq-server not found"; exit 2; }
 
-say "building the binaries (debug) and the fault suite"
-cargo build --locked --bin ehealth-api --bin ehealth-worker --bin ehealth-admin
+# The profile of the service's binaries under test (the suite's own orchestrator is always debug).
+profile=${FAULTS_PROFILE:-debug}
+case $profile in
+  debug) profile_flag=() ;;
+  release) profile_flag=(--release) ;;
+  *) say "FAULTS_PROFILE must be debug or release, not $profile"; exit 2 ;;
+esac
+
+say "building the binaries ($profile) and the fault suite"
+cargo build --locked "${profile_flag[@]}" --bin ehealth-api --bin ehealth-worker --bin ehealth-admin
 cargo build --locked -p ehealth-tests --bin ehealth-faults
 
 target=${CARGO_TARGET_DIR:-target}
-say "running the fault suite ${args[*]}"
-exec "$target/debug/ehealth-faults" --bin-dir "$target/debug" --logs "$target/faults" "${args[@]}"
+say "running the fault suite ${args[*]} against $target/$profile"
+exec "$target/debug/ehealth-faults" --bin-dir "$target/$profile" --logs "$target/faults" "${args[@]}"

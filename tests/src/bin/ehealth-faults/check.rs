@@ -85,6 +85,61 @@ pub async fn wait_settled(pool: &Pool, timeout: Duration) -> Option<Instant> {
     None
 }
 
+/// Jobs pending now.
+pub async fn pending(pool: &Pool) -> Result<i64> {
+    let client = pool
+        .get()
+        .await
+        .context("connecting to count pending jobs")?;
+    Ok(client.query_one(PENDING, &[]).await?.get(0))
+}
+
+/// How often [`wait_drained`] counts the pending jobs.
+pub const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+/// How a backlog drained.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    /// When no job was pending any more; `None` if that did not happen within the time-out.
+    pub settled: Option<Instant>,
+    /// When the first job ended.
+    pub first: Option<Instant>,
+    /// The longest time, after the first job ended, in which no job ended.
+    pub longest_stall: Duration,
+}
+
+/// Like [`wait_settled`], polling more often and watching the pending count fall: when the first job ended
+/// and the longest pause in which none did.
+pub async fn wait_drained(pool: &Pool, timeout: Duration) -> Drained {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut drained = Drained {
+        settled: None,
+        first: None,
+        longest_stall: Duration::ZERO,
+    };
+    let (mut last, mut last_change) = (None::<i64>, started);
+    while Instant::now() < deadline {
+        let now = Instant::now();
+        if let Ok(pending) = pending(pool).await {
+            if last.is_some_and(|last| pending < last) {
+                drained.first.get_or_insert(now);
+                last_change = now;
+            }
+            if drained.first.is_some() {
+                drained.longest_stall = drained.longest_stall.max(now - last_change);
+            }
+            last = Some(pending);
+            if pending == 0 {
+                drained.settled = Some(now);
+                break;
+            }
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    drained
+}
+
 /// Every job with its outcome, what its command was, and its events: how many, in how many transactions.
 const JOBS: &str = "SELECT j.id, j.status, j.status_code, j.stream_type, j.command::text, \
        count(e.position) AS events, count(DISTINCT e.tx_id::text) AS transactions \

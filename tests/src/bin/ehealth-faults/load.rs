@@ -25,8 +25,11 @@ use crate::rng::Rng;
 pub struct LoadPlan {
     /// Commands to send (a lifecycle burst counts as three).
     pub commands: usize,
-    /// The time the commands are spread over.
+    /// The time the commands are spread over; zero sends them as fast as `concurrency` allows, with no
+    /// time limit (the `backlog` scenario).
     pub duration: Duration,
+    /// How many requests are in flight at most.
+    pub concurrency: usize,
     /// Share of steps that are lifecycle bursts rather than creates.
     pub lifecycle_share: f64,
     /// Share of creates whose code carries the panic marker, with the marker.
@@ -84,13 +87,13 @@ struct Shared {
     creates: Vec<Uuid>,
 }
 
-/// How many requests are in flight at most.
-const CONCURRENCY: usize = 16;
+/// How many requests the paced scenarios keep in flight at most.
+pub const CONCURRENCY: usize = 16;
 /// Retries of a request whose connection was refused (the api restarting), 250 ms apart.
 const CONNECT_RETRIES: u32 = 40;
 
-/// Sends `plan`'s commands, paced evenly over its duration (never past twice the duration), and waits for
-/// every answer.
+/// Sends `plan`'s commands, paced evenly over its duration (never past twice the duration) or, with a zero
+/// duration, as fast as its concurrency allows; waits for every answer.
 pub async fn run(client: Client, plan: LoadPlan, mut rng: Rng) -> Result<Outcome> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -99,20 +102,23 @@ pub async fn run(client: Client, plan: LoadPlan, mut rng: Rng) -> Result<Outcome
         .build()?;
     let client = Arc::new((client, http));
     let shared = Arc::new(Mutex::new(Shared::default()));
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let started = Instant::now();
+    let paced = !plan.duration.is_zero();
     let hard_stop = started + plan.duration * 2;
     let per_command = plan.duration.as_secs_f64() / plan.commands.max(1) as f64;
     let mut tasks = JoinSet::new();
     let mut sent = 0usize;
     let mut serial = 0u64;
     while sent < plan.commands {
-        let due = started + Duration::from_secs_f64(per_command * sent as f64);
-        tokio::time::sleep_until(due).await;
+        if paced {
+            let due = started + Duration::from_secs_f64(per_command * sent as f64);
+            tokio::time::sleep_until(due).await;
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        if Instant::now() > hard_stop {
+        if paced && Instant::now() > hard_stop {
             break;
         }
         serial += 1;

@@ -91,17 +91,27 @@ pub fn print(
     if form == "--ci" {
         writeln!(
             out,
-            "note: --ci: 200–400 commands a scenario, 10 worker kills, lead-in 3 s and tail 5 s around \
-             outages, pg-stop-90 stops PostgreSQL for 30 s; recovery is timed out after 90 s"
+            "note: --ci: 200–400 commands a scenario (backlog 2,000), 10 worker kills, lead-in 3 s and \
+             tail 5 s around outages, pg-stop-90 stops PostgreSQL for 30 s; recovery is timed out after \
+             90 s (backlog 600 s)"
         )?;
     }
     writeln!(
         out,
         "note: each scenario has its own database and QUEUE_PREFIX=faults-<scenario>; recovery of a \
-         scenario without a fault counts from its last command"
+         scenario without a fault counts from its last command, of backlog from the worker's start (the \
+         drain)"
     )?;
-    for row in rows.iter().filter(|r| !r.note.is_empty()) {
-        writeln!(out, "note: {}: {}", row.name, row.note)?;
+    for row in rows {
+        let drain = row.drain.as_ref().map(|d| d.describe(row.accepted));
+        let parts: Vec<&str> = [Some(row.note), drain.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|part| !part.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            writeln!(out, "note: {}: {}", row.name, parts.join("; "))?;
+        }
     }
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.passed()).collect();
     writeln!(

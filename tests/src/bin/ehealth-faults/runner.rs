@@ -47,12 +47,78 @@ pub struct Row {
     pub remarks: Vec<String>,
     /// Tails of the logs, for a failed scenario.
     pub logs: String,
+    /// How the backlog drained (the `backlog` scenario).
+    pub drain: Option<Drain>,
 }
 
 impl Row {
     /// Passed: ran to its checks and they found nothing.
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.recovery.is_some() && self.verdict.passed()
+        self.error.is_none()
+            && self.recovery.is_some()
+            && self.verdict.passed()
+            && self.drain.as_ref().is_none_or(Drain::passed)
+    }
+}
+
+/// What the `backlog` scenario measured.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    /// Seconds the load took to be accepted (no worker running).
+    pub accept_secs: f64,
+    /// Jobs pending when the worker started.
+    pub backlog: i64,
+    /// Seconds from the worker's start until the first job ended.
+    pub first_secs: Option<f64>,
+    /// Seconds from the worker's start until no job was pending.
+    pub drain_secs: Option<f64>,
+    /// The longest pause in which no job ended, after the first one did.
+    pub longest_stall: Duration,
+    /// The longest pause allowed.
+    pub max_stall: Duration,
+}
+
+impl Drain {
+    /// No pause longer than allowed.
+    pub fn passed(&self) -> bool {
+        self.longest_stall <= self.max_stall
+    }
+
+    /// Jobs drained per second, from the worker's start.
+    pub fn rate(&self) -> Option<f64> {
+        self.drain_secs
+            .filter(|s| *s > 0.0)
+            .map(|s| self.backlog as f64 / s)
+    }
+
+    /// `2000 accepted in 8.5 s (235/s); drained 2000 jobs in 9.8 s = 205 jobs/s (…)`, for the report.
+    pub fn describe(&self, accepted: usize) -> String {
+        let drained = match (self.drain_secs, self.rate()) {
+            (Some(secs), Some(rate)) => {
+                format!(
+                    "drained {} jobs in {secs:.1} s = {rate:.0} jobs/s",
+                    self.backlog
+                )
+            }
+            _ => format!("{} jobs not drained", self.backlog),
+        };
+        let first = self.first_secs.map_or_else(
+            || "no job ended".to_owned(),
+            |s| format!("first job ended after {s:.1} s"),
+        );
+        format!(
+            "{accepted} accepted in {:.1} s ({:.0}/s); {drained} ({first}; longest pause without a job \
+             ending {:.1} s{}, polled every {} s)",
+            self.accept_secs,
+            accepted as f64 / self.accept_secs.max(0.001),
+            self.longest_stall.as_secs_f64(),
+            if self.passed() {
+                String::new()
+            } else {
+                format!(": over {} s, STARVED", self.max_stall.as_secs())
+            },
+            check::DRAIN_POLL.as_secs_f64()
+        )
     }
 }
 
@@ -62,7 +128,7 @@ pub struct Bench {
     pub postgres: Postgres,
     /// The RabbitMQ node.
     pub rabbit: Rabbit,
-    /// `target/debug`.
+    /// `target/debug` or `target/release`.
     pub bin_dir: std::path::PathBuf,
     /// Root of the logs (one folder per scenario).
     pub log_dir: std::path::PathBuf,
@@ -217,15 +283,61 @@ async fn run_inner(
         http,
     });
     services.start_api().await?;
-    for worker in &mut services.workers {
-        worker.start()?;
+    let backlog = match scenario.fault {
+        Fault::Backlog { max_stall } => Some(max_stall),
+        _ => None,
+    };
+    if backlog.is_none() {
+        for worker in &mut services.workers {
+            worker.start()?;
+        }
     }
 
     eprintln!(
         "faults: {}: {} commands over {:?}, {:?}",
         scenario.name, scenario.load.commands, scenario.load.duration, scenario.fault
     );
+    let load_started = Instant::now();
     let load = tokio::spawn(load::run(client, scenario.load.clone(), bench.rng.fork()));
+    let recovery_timeout = scenario.recovery_timeout.unwrap_or(bench.recovery_timeout);
+    if let Some(max_stall) = backlog {
+        // Every command accepted before any worker runs; then the workers start and the drain is timed.
+        let outcome = load.await.context("the load task")??;
+        let accept_secs = load_started.elapsed().as_secs_f64();
+        let pending = check::pending(&pool).await?;
+        eprintln!(
+            "faults: {}: {} accepted in {accept_secs:.1} s, {pending} jobs pending; starting the worker",
+            scenario.name,
+            outcome.accepted.len()
+        );
+        for worker in &mut services.workers {
+            worker.start()?;
+        }
+        let started = Instant::now();
+        record_load(row, &outcome);
+        row.faults = format!("no worker for {} commands", outcome.sent);
+        let drained = check::wait_drained(&pool, recovery_timeout).await;
+        let since = |at: Instant| at.duration_since(started).as_secs_f64();
+        row.recovery = drained.settled.map(since);
+        let drain = Drain {
+            accept_secs,
+            backlog: pending,
+            first_secs: drained.first.map(since),
+            drain_secs: drained.settled.map(since),
+            longest_stall: drained.longest_stall,
+            max_stall,
+        };
+        eprintln!(
+            "faults: {}: {}",
+            scenario.name,
+            drain.describe(row.accepted)
+        );
+        row.drain = Some(drain);
+        row.remarks.extend(services.remarks());
+        row.remarks.extend(services.workers.iter().map(log_summary));
+        row.verdict = check::verify(&pool, &outcome.accepted, scenario.expect).await?;
+        return Ok(());
+    }
     tokio::time::sleep(scenario.lead).await;
     let fault_result = inflict(bench, services, scenario).await;
     let mut fault_end = Instant::now();
@@ -234,16 +346,64 @@ async fn run_inner(
         // No fault: recovery counts from the last command.
         fault_end = Instant::now();
     }
-    row.sent = outcome.sent;
-    row.accepted = outcome.accepted.len();
-    row.refusals = outcome.refusals();
+    record_load(row, &outcome);
     row.faults = fault_result?;
     row.remarks.extend(services.remarks());
 
-    let settled = check::wait_settled(&pool, bench.recovery_timeout).await;
+    let settled = check::wait_settled(&pool, recovery_timeout).await;
     row.recovery = settled.map(|at| at.duration_since(fault_end).as_secs_f64());
     row.verdict = check::verify(&pool, &outcome.accepted, scenario.expect).await?;
     Ok(())
+}
+
+fn record_load(row: &mut Row, outcome: &load::Outcome) {
+    row.sent = outcome.sent;
+    row.accepted = outcome.accepted.len();
+    row.refusals = outcome.refusals();
+}
+
+/// `worker-1 log: 0 ERROR, 2 WARN lines (…)`: what a process complained about, with its distinct WARN and
+/// ERROR messages.
+fn log_summary(proc: &Proc) -> String {
+    let path = proc.log_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut messages: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut errors, mut warnings) = (0, 0);
+    for line in text.lines() {
+        let level = if line.contains(" ERROR ") {
+            errors += 1;
+            " ERROR "
+        } else if line.contains(" WARN ") {
+            warnings += 1;
+            " WARN "
+        } else {
+            continue;
+        };
+        let message = line.split_once(level).map_or(line, |(_, rest)| rest);
+        *messages.entry(message_kind(message)).or_default() += 1;
+    }
+    let mut summary = format!("{} log: {errors} ERROR, {warnings} WARN lines", proc.name);
+    for (message, n) in messages.iter().take(8) {
+        summary.push_str(&format!("\n    {n} × {message}"));
+    }
+    summary
+}
+
+/// A log message without what differs from one occurrence to the next: `job{job_id=… attempt=2}: target:
+/// transient fault: retrying later job_id=… attempt=2 error=…` → `target: transient fault: retrying later
+/// error=…` (spans and fields whose value is an id or a number dropped), at most 160 characters.
+fn message_kind(message: &str) -> String {
+    let is_id = |v: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '-' || c == '.')
+    };
+    let kept: Vec<&str> = message
+        .split_whitespace()
+        .filter(|token| !token.contains(['{', '}']))
+        .filter(|token| token.split_once('=').is_none_or(|(_, v)| !is_id(v)))
+        .collect();
+    kept.join(" ").chars().take(160).collect()
 }
 
 /// Does the scenario's fault; what it did, for the report.
@@ -253,7 +413,8 @@ async fn inflict(
     scenario: &Scenario,
 ) -> Result<String> {
     Ok(match &scenario.fault {
-        Fault::None => "none".to_owned(),
+        // The backlog's fault (no worker during the load) is `run_inner`'s own path.
+        Fault::None | Fault::Backlog { .. } => "none".to_owned(),
         Fault::KillWorker(kills) => {
             for _ in 0..*kills {
                 let pause = bench

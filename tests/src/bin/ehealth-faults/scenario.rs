@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::{check::Expect, load::LoadPlan};
+use crate::{
+    check::Expect,
+    load::{self, LoadPlan},
+};
 
 /// The short form (CI) or the full one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,13 @@ pub enum Fault {
     RabbitAlarm(Duration),
     /// PostgreSQL stopped with `-m immediate`, started again after this long.
     PostgresDown(Duration),
+    /// No worker runs while the load is sent, so every accepted command waits in the queue; then the
+    /// workers start and the drain is timed. Fails if no job ends for `max_stall` once the first one did
+    /// (a worker that starves itself stops for the pool's time-outs).
+    Backlog {
+        /// The longest pause without a job ending that the drain may have.
+        max_stall: Duration,
+    },
 }
 
 /// One row of the table of scenarios.
@@ -51,6 +61,8 @@ pub struct Scenario {
     pub env: Vec<(String, String)>,
     /// Settings that differ from the defaults, for the report.
     pub note: &'static str,
+    /// Longest wait for no job pending, if not the suite's (`--ci` 90 s, `--full` 180 s).
+    pub recovery_timeout: Option<Duration>,
 }
 
 /// The marker of commands the `panic` scenario's worker panics on.
@@ -66,6 +78,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
         duration,
         lifecycle_share: 0.1,
         panic: None,
+        concurrency: load::CONCURRENCY,
     };
     let lead = secs(3, 5);
     // Outage scenarios: the load runs before, during and a while after the outage.
@@ -78,6 +91,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
         expect: Expect::Decided,
         env: vec![],
         note: "",
+        recovery_timeout: None,
     };
     let kills = pick(10, 100) as u32;
     vec![
@@ -94,6 +108,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             expect: Expect::Decided,
             env: vec![],
             note: "",
+            recovery_timeout: None,
         },
         Scenario {
             name: "two-workers",
@@ -107,6 +122,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             expect: Expect::Decided,
             env: vec![],
             note: "",
+            recovery_timeout: None,
         },
         Scenario {
             name: "api-kill",
@@ -117,6 +133,7 @@ pub fn table(form: Form) -> Vec<Scenario> {
             expect: Expect::Decided,
             env: vec![],
             note: "",
+            recovery_timeout: None,
         },
         outage(
             "rabbit-stop",
@@ -162,8 +179,38 @@ pub fn table(form: Form) -> Vec<Scenario> {
             .to_vec(),
             note: "WORKER_MAX_ATTEMPTS=3 RETRY_DELAY_MS=200 (defaults back off for minutes); \
                    10% of creates carry PANIC-ME, only creates",
+            recovery_timeout: None,
+        },
+        Scenario {
+            name: "backlog",
+            // One worker, started once the load is accepted, with the default settings: the scenario's
+            // environment adds nothing (no WORKER_PREFETCH, DB_POOL_SIZE, RETRY_DELAY_MS …).
+            workers: 1,
+            fault: Fault::Backlog {
+                max_stall: MAX_STALL,
+            },
+            load: LoadPlan {
+                lifecycle_share: 0.0,
+                concurrency: BACKLOG_CONCURRENCY,
+                ..plan(pick(2000, 20_000), Duration::ZERO)
+            },
+            lead: Duration::ZERO,
+            expect: Expect::Decided,
+            env: vec![],
+            note:
+                "only creates, sent 32 at a time with no worker running; then ONE worker with the \
+                   default settings; fails if no job ends for 5 s",
+            // Generous: a starving worker fails on its pauses (MAX_STALL) long before this.
+            recovery_timeout: Some(secs(600, 1800)),
         },
     ]
 }
 
 type FaultFn = fn(Duration) -> Fault;
+
+/// Requests the `backlog` scenario keeps in flight while it fills the queue.
+const BACKLOG_CONCURRENCY: usize = 32;
+/// The longest pause without a job ending that the `backlog` drain may have (the starvation it guards
+/// against: a prefetch of jobs each holding a connection and waiting for another, ended by the pool's
+/// time-outs after seconds).
+const MAX_STALL: Duration = Duration::from_secs(5);
