@@ -85,3 +85,33 @@ mod tests {
         );
     }
 }
+
+/// Why a service refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// `EVENT_CHAIN_KEY` could not be installed.
+    #[error(transparent)]
+    ChainKey(#[from] crate::event_store::chain::ChainKeyError),
+    /// The database role is privileged, or the database never answered.
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
+
+/// What both services do before they build: read the configuration, start logging, install the chain key
+/// (warning about the public development key), and check the database role — the services never migrate
+/// (that is `ehealth-admin migrate`'s, as the owner) and refuse a role that could rewrite the log.
+pub async fn prepare_service() -> Result<crate::Config, StartError> {
+    let config = crate::Config::from_env()?;
+    crate::telemetry::init(&config.log_format);
+    crate::event_store::chain::install_chain_key(&config.event_chain_key)?.warn_if_development();
+    crate::db::check_runtime_role(
+        &crate::db::pool(&config.database_url, 1)?,
+        config.allow_privileged_db_role,
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
+    Ok(config)
+}
