@@ -101,6 +101,18 @@ pub async fn claim_unpublished(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// Gives up the claims on messages a relay could not publish, so the next round (of any relay) takes them at
+/// once instead of after [`CLAIM_SECONDS`].
+pub async fn release_claims(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1) AND published_at IS NULL",
+        )
+        .await?;
+    client.execute(&statement, &[&ids]).await?;
+    Ok(())
+}
+
 /// Deletes messages published more than `ttl_hours` ago (their payloads may hold download links); returns
 /// how many.
 pub async fn purge_published(

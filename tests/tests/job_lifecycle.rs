@@ -232,3 +232,40 @@ async fn a_backlog_drains_with_a_configured_pool_smaller_than_the_prefetch() {
         api.poll_job(href).await.assert_processed();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_round_the_broker_refuses_leaves_its_rows_to_the_next_round_at_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO outbox (message_id, exchange, routing_key, payload, inserted_at) \
+             VALUES (gen_random_uuid(), 'events', 'test.relay', '{}', now() - interval '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let down = Publisher::new(&ehealth_infra::Config {
+        amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".to_owned(),
+        amqp_timeout_ms: 500,
+        ..app.config.clone()
+    });
+    let published = ehealth_worker::relay::relay_once(&app.pool, &down, 3000)
+        .await
+        .unwrap();
+    assert_eq!(published, 0, "the broker is down");
+    let claimed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE claimed_until IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed, 0, "the failed round gave its claims up");
+    let up = Publisher::new(&app.config);
+    let published = ehealth_worker::relay::relay_once(&app.pool, &up, 3000)
+        .await
+        .unwrap();
+    assert_eq!(published, 1, "the next round publishes it at once");
+}

@@ -47,13 +47,25 @@ pub async fn relay_once(
             }
         }
     }
+    let unpublished: Vec<i64> = messages
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| !published.contains(id))
+        .collect();
+    if published.is_empty() && unpublished.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.get().await?;
     if !published.is_empty() {
-        let client = pool.get().await?;
         outbox::mark_published(&client, &published).await?;
         tracing::info!(
             published = published.len(),
             "outbox relay published stale messages"
         );
+    }
+    if !unpublished.is_empty() {
+        // The broker failed: the next round takes these again at once, not after the claim's lease.
+        outbox::release_claims(&client, &unpublished).await?;
     }
     Ok(published.len())
 }
