@@ -298,6 +298,34 @@ impl TestApp {
         eventually(timeout, check).await
     }
 
+    /// Loses job `job_id`'s command message as a broker could: waits until the api has published it (its
+    /// outbox row is marked), then purges the commands queue, asserting that exactly that message was there.
+    /// Only a message sent later (the sweeper's, an operator's retry) can then run the job.
+    pub async fn lose_command(&self, job_id: Uuid) {
+        let published = eventually(Duration::from_secs(10), || async {
+            self.query(
+                "SELECT 1 FROM outbox WHERE message_id = $1 AND published_at IS NOT NULL",
+                &[&job_id],
+            )
+            .await
+            .len()
+                == 1
+        })
+        .await;
+        assert!(published, "the api published the command");
+        let connection = amqp::connect(&self.config.amqp_url).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let purged = channel
+            .queue_purge(
+                self.topology().commands().as_str().into(),
+                lapin::options::QueuePurgeOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(purged, 1, "exactly the command's message was in the queue");
+        let _ = connection.close(200, "done".into()).await;
+    }
+
     /// The exchange and queue names of this test's prefix.
     pub fn topology(&self) -> amqp::Topology {
         amqp::Topology::new(&self.config)

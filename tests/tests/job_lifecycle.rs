@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use ehealth_infra::amqp::{AmqpError, Publisher};
 use ehealth_tests::{eventually, wait_for, Api, TestApp};
-use lapin::{
-    options::{BasicPublishOptions, QueuePurgeOptions},
-    BasicProperties,
-};
+use lapin::{options::BasicPublishOptions, BasicProperties};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -35,50 +32,12 @@ fn job_id(href: &str) -> Uuid {
     Uuid::parse_str(href.trim_start_matches("/Jobs/")).unwrap()
 }
 
-/// Waits until the api published the job's command (its outbox row is marked), then purges the commands
-/// queue: the message is lost as if the broker had dropped it.
-async fn lose_the_message(app: &TestApp, href: &str) {
-    let id = job_id(href);
-    let pool = app.pool.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            let pool = pool.clone();
-            async move {
-                let client = pool.get().await.unwrap();
-                client
-                    .query_one(
-                        "SELECT published_at IS NOT NULL FROM outbox WHERE message_id = $1",
-                        &[&id],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0)
-            }
-        })
-        .await,
-        "the api published the command"
-    );
-    let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let purged = channel
-        .queue_purge(
-            app.topology().commands().as_str().into(),
-            QueuePurgeOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(purged, 1, "exactly the command's message was in the queue");
-    let _ = connection.close(200, "done".into()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_message_was_lost_is_republished_by_the_sweeper_and_processed() {
     let mut app = TestApp::spawn_without_worker().await;
     let party = app.msp().await;
     let href = create(&app.api(&party.token), "LOST-1").await;
-    lose_the_message(&app, &href).await;
+    app.lose_command(job_id(&href)).await;
     app.config.job_republish_after_seconds = 1;
     app.start_worker();
     app.api(&party.token)
@@ -92,7 +51,7 @@ async fn a_job_pending_past_its_deadline_ends_failed_with_error() {
     let mut app = TestApp::spawn_without_worker().await;
     let party = app.msp().await;
     let href = create(&app.api(&party.token), "OVERDUE-1").await;
-    lose_the_message(&app, &href).await;
+    app.lose_command(job_id(&href)).await;
     let client = app.pool.get().await.unwrap();
     client
         .execute(
@@ -122,7 +81,7 @@ async fn a_dead_lettered_command_ends_its_job_failed_with_error() {
     let mut app = TestApp::spawn_without_worker().await;
     let party = app.msp().await;
     let href = create(&app.api(&party.token), "DEAD-1").await;
-    lose_the_message(&app, &href).await;
+    app.lose_command(job_id(&href)).await;
     let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
         .await
         .unwrap();

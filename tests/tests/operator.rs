@@ -12,7 +12,6 @@ use ehealth_infra::{
     operator::{self, Retryable},
 };
 use ehealth_tests::{eventually, Api, TestApp};
-use lapin::options::QueuePurgeOptions;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -31,35 +30,6 @@ async fn create(api: &Api<'_>, code: &str) -> (Uuid, String) {
     let href = reply.job_href();
     let id = href.trim_start_matches("/Jobs/").parse().unwrap();
     (id, href)
-}
-
-/// Waits until the api published the job's command, then purges the commands queue: the message is lost, so
-/// only a message sent later can run the job.
-async fn lose_the_message(app: &TestApp, id: Uuid) {
-    let published = eventually(Duration::from_secs(10), || async {
-        app.query(
-            "SELECT 1 FROM outbox WHERE message_id = $1 AND published_at IS NOT NULL",
-            &[&id],
-        )
-        .await
-        .len()
-            == 1
-    })
-    .await;
-    assert!(published, "the api published the command");
-    let connection = ehealth_infra::amqp::connect(&app.config.amqp_url)
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let purged = channel
-        .queue_purge(
-            app.topology().commands().as_str().into(),
-            QueuePurgeOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(purged, 1);
-    let _ = connection.close(200, "done".into()).await;
 }
 
 /// The job's `(status, ended_by, error_detail)` as stored.
@@ -126,7 +96,7 @@ async fn a_failed_with_error_job_run_again_by_an_operator_ends_processed() {
     let party = app.msp().await;
     let api = app.api(&party.token);
     let (id, href) = create(&api, "RETRY-1").await;
-    lose_the_message(&app, id).await;
+    app.lose_command(id).await;
     // Ended by a fault two hours after it was accepted, well past JOB_DEADLINE_SECONDS: a retry must not be
     // ended by the sweeper before the worker had its chance.
     app.query(
@@ -252,7 +222,7 @@ async fn a_job_the_sweeper_ends_past_its_deadline_records_why() {
     let mut app = TestApp::spawn_without_worker().await;
     let party = app.msp().await;
     let (id, href) = create(&app.api(&party.token), "OVERDUE-OP-1").await;
-    lose_the_message(&app, id).await;
+    app.lose_command(id).await;
     app.query(
         "UPDATE jobs SET inserted_at = now() - interval '2 hours' WHERE id = $1",
         &[&id],
