@@ -47,6 +47,10 @@ pub const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 /// The longest wait between two reconnection attempts: a refused connection is cheap, and a broker that is
 /// back should be used within seconds (the fault suite measured 10 s of idling with a 10 s cap).
 pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// The longest wait for the broker to take an ack or nack.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long in-flight deliveries of a lost connection may go on before they are stopped.
+pub const LOST_CONNECTION_DRAIN: Duration = Duration::from_secs(10);
 /// How often the watchdog looks at the connection.
 pub const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -114,14 +118,17 @@ async fn session<H: Handle>(
         Ok(channel)
     })
     .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            format!("ehealth-worker-{}", Uuid::new_v4()).as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = amqp::bounded(limit, async {
+        Ok(channel
+            .basic_consume(
+                queue.into(),
+                format!("ehealth-worker-{}", Uuid::new_v4()).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?)
+    })
+    .await?;
     tracing::info!(queue, prefetch, "worker consuming");
 
     let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
@@ -162,7 +169,25 @@ async fn session<H: Handle>(
         })
         .await;
     }
-    while in_flight.join_next().await.is_some() {}
+    if result.is_ok() {
+        // Shutdown: let in-flight jobs finish (each is bounded: settling, publishing and the pool all are).
+        while in_flight.join_next().await.is_some() {}
+    } else {
+        // The connection is gone: their acks cannot arrive anyway. Give them a moment, then stop them (a
+        // transaction in progress rolls back) so the consumer reconnects; the broker redelivers the messages.
+        let drained = tokio::time::timeout(LOST_CONNECTION_DRAIN, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                queue,
+                aborted = in_flight.len(),
+                "in-flight deliveries of a lost connection stopped"
+            );
+            in_flight.shutdown().await;
+        }
+    }
     let _ = amqp::bounded(limit, async {
         channel.close(200, "done".into()).await?;
         Ok(connection.close(200, "done".into()).await?)
@@ -301,18 +326,26 @@ pub enum Settle {
 
 /// Settles `delivery`. A failure means the channel is gone: the broker redelivers the message.
 pub async fn settle(delivery: &Delivery, how: Settle) {
-    let result = match how {
-        Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Settle::Requeue | Settle::DeadLetter => {
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: matches!(how, Settle::Requeue),
-                    ..Default::default()
-                })
-                .await
+    let settling = async {
+        match how {
+            Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+            Settle::Requeue | Settle::DeadLetter => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: matches!(how, Settle::Requeue),
+                        ..Default::default()
+                    })
+                    .await
+            }
         }
     };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
+    // On a connection that died under it, an ack may never be answered: bounded, so the delivery's task ends
+    // and the consumer can reconnect (the broker redelivers what was not settled).
+    match tokio::time::timeout(SETTLE_TIMEOUT, settling).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
+        }
+        Err(_) => tracing::warn!("settling a delivery timed out; the broker will redeliver it"),
     }
 }
