@@ -79,10 +79,17 @@ pub struct Config {
     pub s3_force_path_style: bool,
     /// Bucket of analysis-result files (spec 000).
     pub s3_bucket_files: String,
+    /// Bucket of patient attachments (spec 002): browser uploads by presigned POST land under a temporary
+    /// key there and are copied to their final key once processed.
+    pub s3_bucket_attachments: String,
     /// Lifetime of presigned upload and download links, in seconds.
     pub presign_ttl_seconds: u64,
     /// The largest file accepted at finalize, in bytes; larger uploads are refused (422) and removed.
     pub max_upload_bytes: u64,
+    /// The largest patient attachment a presigned POST form accepts, in bytes (its policy's
+    /// `content-length-range` is 1 to this); the store refuses a larger file. At most 5 GiB, S3's limit for
+    /// one POST upload and for one copy.
+    pub max_attachment_bytes: u64,
     /// Where the embedded object store keeps its data.
     pub data_dir: String,
     /// Address of the embedded object store.
@@ -127,8 +134,10 @@ impl Default for Config {
             s3_secret_access_key: None,
             s3_force_path_style: true,
             s3_bucket_files: "analysis-files".to_owned(),
+            s3_bucket_attachments: "patient-attachments".to_owned(),
             presign_ttl_seconds: 600,
             max_upload_bytes: 50 * 1024 * 1024,
+            max_attachment_bytes: 50 * 1024 * 1024,
             data_dir: "./data".to_owned(),
             s3_embedded_addr: "127.0.0.1:9000".to_owned(),
             event_chain_key: crate::event_store::chain::DEVELOPMENT_CHAIN_KEY.to_owned(),
@@ -182,8 +191,10 @@ impl Config {
         "s3_secret_access_key",
         "s3_force_path_style",
         "s3_bucket_files",
+        "s3_bucket_attachments",
         "presign_ttl_seconds",
         "max_upload_bytes",
+        "max_attachment_bytes",
         "data_dir",
         "s3_embedded_addr",
         "event_chain_key",
@@ -250,6 +261,17 @@ impl Config {
                 "PRESIGN_TTL_SECONDS must be 1 to 604800 (7 days, the SigV4 limit)".to_owned(),
             ));
         }
+        if !(1..=Self::MAX_S3_POST_BYTES).contains(&self.max_attachment_bytes) {
+            return Err(ConfigError(
+                "MAX_ATTACHMENT_BYTES must be 1 to 5368709120 (5 GiB, S3's limit for one POST upload)"
+                    .to_owned(),
+            ));
+        }
+        if self.s3_bucket_files.is_empty() || self.s3_bucket_attachments.is_empty() {
+            return Err(ConfigError(
+                "S3_BUCKET_FILES and S3_BUCKET_ATTACHMENTS must name buckets".to_owned(),
+            ));
+        }
         if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
             return Err(ConfigError(
                 "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not at all"
@@ -264,6 +286,9 @@ impl Config {
         }
         Ok(())
     }
+
+    /// The largest object S3 takes in one POST upload or copies in one `CopyObject`: 5 GiB.
+    pub const MAX_S3_POST_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
     /// The object store the service talks to: `S3_ENDPOINT`, or the embedded one on `S3_EMBEDDED_ADDR`.
     pub fn s3_endpoint_url(&self) -> String {

@@ -4,8 +4,13 @@
 //! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
 
 pub mod deletions;
+mod digest;
 pub mod embedded_keys;
+pub mod post_policy;
 pub mod upload_links;
+
+pub use digest::ObjectDigest;
+pub use post_policy::PresignedPost;
 
 use std::time::Duration;
 
@@ -72,12 +77,18 @@ pub struct Storage {
     pub presign_ttl: Duration,
     /// Bucket of analysis-result files.
     pub files_bucket: String,
+    /// Bucket of patient attachments (`S3_BUCKET_ATTACHMENTS`).
+    pub attachments_bucket: String,
+    post_signer: post_policy::PostSigner,
+    /// Longest wait for the next chunk of an object's body (`S3_TIMEOUT_MS`).
+    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
             .field("files_bucket", &self.files_bucket)
+            .field("attachments_bucket", &self.attachments_bucket)
             .finish_non_exhaustive()
     }
 }
@@ -184,12 +195,19 @@ impl Storage {
             presigner: client(config, public, credentials),
             presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
             files_bucket: config.s3_bucket_files.clone(),
+            attachments_bucket: config.s3_bucket_attachments.clone(),
+            post_signer: post_policy::PostSigner::new(config),
+            read_timeout: Duration::from_millis(config.s3_timeout_ms),
         }
     }
 
     /// Every bucket the service uses.
     pub fn buckets(&self) -> Vec<&str> {
-        vec![self.files_bucket.as_str()]
+        let mut buckets = vec![self.files_bucket.as_str()];
+        if self.attachments_bucket != self.files_bucket {
+            buckets.push(self.attachments_bucket.as_str());
+        }
+        buckets
     }
 
     /// Creates every bucket the service uses that does not exist yet.
