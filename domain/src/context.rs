@@ -73,6 +73,26 @@ pub struct Actor {
     pub client_type: ClientType,
 }
 
+impl Actor {
+    /// The actor of commands nobody sent, which the service issues itself (the worker's scheduler: service
+    /// requests past their expiration date, contract requests past their start date): the nil user and the
+    /// nil legal entity — no person and no clinic — with NHS rights, the authority the scheduler acts for. The
+    /// event log and the jobs table show it as `{"user_id":"00000000-…","legal_entity_id":"00000000-…",
+    /// "client_type":"NHS"}`; no token can carry it (user ids are random, never nil).
+    pub fn system() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            legal_entity_id: Uuid::nil(),
+            client_type: ClientType::Nhs,
+        }
+    }
+
+    /// Whether this is [`Actor::system`].
+    pub fn is_system(&self) -> bool {
+        *self == Self::system()
+    }
+}
+
 /// An employee as the reference data knows it, looked up by the adapter before a decision that names one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmployeeFacts {

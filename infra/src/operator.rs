@@ -18,14 +18,16 @@ use crate::{
     outbox, StoreError,
 };
 
-/// Every job type the api accepts (`<stream type>.<command name>`): `jobs list --type` takes no other.
-pub const JOB_TYPES: [&str; 10] = [
+/// Every job type the api accepts or the scheduler submits (`<stream type>.<command name>`): `jobs list --type`
+/// takes no other.
+pub const JOB_TYPES: [&str; 11] = [
     "service_request.create",
     "service_request.use",
     "service_request.release",
     "service_request.process",
     "service_request.complete",
     "service_request.recall",
+    "service_request.expire",
     "service_request.cancel",
     "analysis_files.finalize",
     "analysis_files.set_send",
@@ -510,6 +512,7 @@ mod tests {
                 patient_id: id,
                 reason: None,
             },
+            RequestCommand::Expire,
             RequestCommand::Cancel {
                 patient_id: id,
                 reason: None,

@@ -43,6 +43,10 @@ pub enum Command {
         /// Why.
         reason: Option<String>,
     },
+    /// The scheduler recalls an active request past its expiration date (status reason
+    /// [`AUTOEXPIRED`](super::AUTOEXPIRED)). Only [`Actor::system`](crate::Actor::system) sends it; no route
+    /// takes it.
+    Expire,
     /// The requester marks the request as entered in error.
     Cancel {
         /// Must be the request's patient.
@@ -62,6 +66,7 @@ impl Command {
             Command::Process => "process",
             Command::Complete => "complete",
             Command::Recall { .. } => "recall",
+            Command::Expire => "expire",
             Command::Cancel { .. } => "cancel",
         }
     }

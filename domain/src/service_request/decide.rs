@@ -24,6 +24,11 @@ pub const NOT_USED: &str = "Service request is not used";
 pub const ACTION_NOT_ALLOWED: &str = "Action is not allowed for the legal entity";
 /// 403 for a legal entity that may not change this request.
 pub const NOT_ALLOWED_TO_MODIFY: &str = "You are not allowed to modify this service request";
+/// 409 for an expire of a request whose expiration date has not passed (or that has none).
+pub const NOT_EXPIRED: &str = "Service request is not expired";
+/// The status reason of a request the scheduler recalled past its expiration date (eHealth's
+/// `autoexpired` recall reason).
+pub const AUTOEXPIRED: &str = "autoexpired";
 
 /// Decides a command against the current state.
 pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Event>, Rejection> {
@@ -105,6 +110,18 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
         Command::Recall { patient_id, reason } => {
             require_requester(sr, patient_id, ctx)?;
             Ok(vec![Event::Recalled { reason }])
+        }
+        Command::Expire => {
+            if !ctx.actor.is_system() {
+                return Err(Rejection::forbidden(NOT_ALLOWED_TO_MODIFY));
+            }
+            require_status(sr, Status::Active)?;
+            if sr.expiration_date.is_none_or(|d| d >= ctx.today()) {
+                return Err(Rejection::conflict(NOT_EXPIRED));
+            }
+            Ok(vec![Event::Recalled {
+                reason: Some(AUTOEXPIRED.to_owned()),
+            }])
         }
         Command::Cancel { patient_id, reason } => {
             require_requester(sr, patient_id, ctx)?;

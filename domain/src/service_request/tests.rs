@@ -511,6 +511,92 @@ fn recall_and_cancel_of_an_unknown_request_are_404() {
     }
 }
 
+// expire (the scheduler's recall) -------------------------------------------------------------------------
+
+fn system() -> Actor {
+    Actor::system()
+}
+
+fn yesterday() -> NaiveDate {
+    today() - Duration::days(1)
+}
+
+#[test]
+fn expire_by_the_system_recalls_an_active_request_past_its_expiration_date_as_autoexpired() {
+    for history in [
+        vec![created_with(None, Some(yesterday()))],
+        vec![created_with(Some(PROGRAM), Some(yesterday())), used()],
+    ] {
+        given::<Sr>(history)
+            .with_ctx(|ctx| ctx.actor = system())
+            .when(Command::Expire)
+            .then([Event::Recalled {
+                reason: Some(AUTOEXPIRED.to_owned()),
+            }]);
+    }
+}
+
+#[test]
+fn an_expired_request_folds_to_recalled_with_the_autoexpired_reason() {
+    let state = Sr::fold(&[
+        created_with(None, Some(yesterday())),
+        Event::Recalled {
+            reason: Some(AUTOEXPIRED.to_owned()),
+        },
+    ]);
+    let sr = state.0.unwrap();
+    assert_eq!(
+        (sr.status, sr.status_reason.as_deref()),
+        (Status::Recalled, Some("autoexpired"))
+    );
+}
+
+#[test]
+fn expire_on_or_before_the_expiration_date_or_without_one_is_409() {
+    for expiration_date in [Some(today()), Some(today() + Duration::days(3)), None] {
+        given::<Sr>([created_with(None, expiration_date)])
+            .with_ctx(|ctx| ctx.actor = system())
+            .when(Command::Expire)
+            .then_rejected(409, NOT_EXPIRED);
+    }
+}
+
+#[test]
+fn expire_of_a_request_that_is_no_longer_active_is_409() {
+    for ended in [
+        Event::Recalled { reason: None },
+        Event::Cancelled { reason: None },
+        Event::ProcessingStarted,
+    ] {
+        given::<Sr>([created_with(None, Some(yesterday())), ended])
+            .with_ctx(|ctx| ctx.actor = system())
+            .when(Command::Expire)
+            .then_rejected(409, INVALID_STATUS);
+    }
+}
+
+#[test]
+fn expire_by_anyone_but_the_system_is_403_even_by_the_requester_or_nhs() {
+    let nhs = Actor {
+        client_type: ClientType::Nhs,
+        ..test_actor()
+    };
+    for actor in [test_actor(), nhs, other_legal_entity()] {
+        given::<Sr>([created_with(None, Some(yesterday()))])
+            .with_ctx(|ctx| ctx.actor = actor)
+            .when(Command::Expire)
+            .then_rejected(403, NOT_ALLOWED_TO_MODIFY);
+    }
+}
+
+#[test]
+fn expire_of_an_unknown_request_is_404() {
+    given::<Sr>([])
+        .with_ctx(|ctx| ctx.actor = system())
+        .when(Command::Expire)
+        .then_rejected(404, NOT_FOUND);
+}
+
 // apply ----------------------------------------------------------------------------------------------------
 
 #[test]
@@ -606,6 +692,7 @@ fn every_command_round_trips_through_json() {
         Command::Process,
         Command::Complete,
         recall(),
+        Command::Expire,
         cancel(),
     ];
     for command in commands {
