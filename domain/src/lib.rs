@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod analysis_file;
 pub mod context;
+pub mod patient_attachment;
 pub mod media_link;
 pub mod rejection;
 pub mod service_request;
