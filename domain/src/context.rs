@@ -117,6 +117,8 @@ pub struct Context {
     pub actor: Actor,
     /// The employee a command names, when it names one and the adapter found it; `None` otherwise.
     pub employee: Option<EmployeeFacts>,
+    /// Reference data (legal entities, divisions, employees) the adapter looked up for the command.
+    pub reference: crate::reference::ReferenceFacts,
 }
 
 impl Context {
@@ -126,6 +128,7 @@ impl Context {
             now,
             actor,
             employee: None,
+            reference: crate::reference::ReferenceFacts::default(),
         }
     }
 

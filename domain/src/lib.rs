@@ -11,8 +11,10 @@
 pub mod aggregate;
 pub mod analysis_file;
 pub mod context;
-pub mod patient_attachment;
+pub mod contract_request;
 pub mod media_link;
+pub mod patient_attachment;
+pub mod reference;
 pub mod rejection;
 pub mod service_request;
 pub mod testing;
