@@ -1,12 +1,35 @@
 //! Command intake: a command becomes a job and an outbox row in one transaction, is published after commit,
-//! and is answered 202 with the job link — or, under `Prefer: wait=N`, with the job's own outcome if it
-//! finishes within N seconds. Waiting costs no queries: the request sleeps until the process's
-//! `job_finished` listener wakes it ([`ehealth_infra::finished_jobs`]).
+//! and is answered as its source document says.
+//!
+//! # How a route opts in ([`Answer`])
+//! A route calls one of two functions with the same arguments; nothing else in its handler changes:
+//! - [`enqueue`] ([`Answer::Async`]) for a document that promises `202 Accepted` (004, every lifecycle
+//!   command): 202 + the job link at once, unless the client sends `Prefer: wait=N`.
+//! - [`enqueue_sync`] ([`Answer::Sync`]) for a document that promises the outcome itself (000: finalize 200,
+//!   `isSend` 200, delete 200; 002: create 201, archive 204): the route waits for its job up to
+//!   `SYNC_WAIT_SECONDS` (`Config::sync_wait_seconds`, default 10) and answers the job's own status and
+//!   body — the resource, or the error a synchronous service would have answered (404, 409, 422 …). Past
+//!   the wait, or under `Prefer: respond-async`, it answers 202 + the job link like an async route.
+//!
+//! The worker decides the outcome (`Handled::answer` in the worker: status code, body, links; a rejection's
+//! status and error); the route only chooses whether to wait for it. A sync route documents in its
+//! `#[utoipa::path]` both the outcome's statuses (with their bodies) and the 202 (`JobAcceptedResponse`),
+//! and takes `CommandHeaders` as parameters.
+//!
+//! # `Prefer` (RFC 7240)
+//! Preferences come from any number of `Prefer` headers, several to a header; names are case-insensitive,
+//! the first occurrence of a name counts, and parameters after `;` and unknown preferences are ignored.
+//! `wait=N` (capped at [`MAX_WAIT_SECONDS`]) replaces the route's default wait; `respond-async` alone means
+//! no wait, and with `wait=N` means "202 if it takes longer than N seconds". An answer names the preferences
+//! it honoured in `Preference-Applied`, and every answer carries `Vary: Prefer`.
+//!
+//! Waiting costs no queries: the request sleeps until the process's `job_finished` listener wakes it
+//! ([`ehealth_infra::finished_jobs`]).
 
 use std::time::Duration;
 
 use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{header::VARY, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use ehealth_domain::{service_request::ServiceRequestAggregate, Aggregate, ClientType};
@@ -21,7 +44,7 @@ use uuid::Uuid;
 
 use crate::{context, envelope, error::error_response, ApiError, AppState};
 
-/// The longest `Prefer: wait` honoured, in seconds.
+/// The longest wait honoured (`Prefer: wait` and `SYNC_WAIT_SECONDS`), in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
 /// A command addressed to one aggregate instance.
@@ -40,12 +63,46 @@ pub struct CommandRequest {
     pub fingerprint: Value,
 }
 
-/// Accepts a command as a job and answers it.
+/// How a route answers, by its source document (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// 202 + the job link at once; the job's outcome only under `Prefer: wait=N`.
+    Async,
+    /// The job's outcome, waiting up to `SYNC_WAIT_SECONDS` for it; 202 + the job link past that or under
+    /// `Prefer: respond-async`.
+    Sync,
+}
+
+/// Accepts a command as a job and answers 202 with the job link (or, under `Prefer: wait=N`, the job's
+/// outcome if it ends within N seconds): for routes whose document is asynchronous.
 pub async fn enqueue(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     request: CommandRequest,
+) -> Result<Response, ApiError> {
+    enqueue_answering(state, principal, headers, request, Answer::Async).await
+}
+
+/// Accepts a command as a job and answers the job's own outcome (its status and body), waiting for it up
+/// to `SYNC_WAIT_SECONDS`; past that, or under `Prefer: respond-async`, 202 with the job link: for routes
+/// whose document promises a synchronous answer.
+pub async fn enqueue_sync(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    request: CommandRequest,
+) -> Result<Response, ApiError> {
+    enqueue_answering(state, principal, headers, request, Answer::Sync).await
+}
+
+/// Accepts a command as a job and answers it as `answer` and the client's `Prefer` headers say.
+pub async fn enqueue_answering(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    request: CommandRequest,
+    answer: Answer,
 ) -> Result<Response, ApiError> {
     let idempotency_key = headers
         .get("idempotency-key")
@@ -84,19 +141,49 @@ pub async fn enqueue(
             job
         }
     };
-    match prefer_wait(headers) {
-        Some(wait) if job.status == JobStatus::Pending => {
-            wait_for(state, principal, job, wait).await
-        }
-        _ if job.status != JobStatus::Pending => answer(state, principal, &job).await,
-        _ => Ok(pending_response(&job)),
+    let preferences = Preferences::parse(headers);
+    let wait = match (preferences.wait, answer) {
+        (Some(seconds), _) => seconds,
+        (None, _) if preferences.respond_async => 0,
+        (None, Answer::Sync) => state.config.sync_wait_seconds.min(MAX_WAIT_SECONDS),
+        (None, Answer::Async) => 0,
+    };
+    let current = if job.status == JobStatus::Pending && wait > 0 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        state.finished_jobs.wait(&state.pool, job, deadline).await
+    } else {
+        job
+    };
+    let pending = current.status == JobStatus::Pending;
+    let mut response = if pending {
+        pending_response(&current)
+    } else {
+        answer_finished(state, principal, &current).await?
+    };
+    let mut applied = Vec::new();
+    if pending && preferences.respond_async {
+        applied.push("respond-async".to_owned());
     }
+    if let Some(seconds) = preferences.wait {
+        applied.push(format!("wait={seconds}"));
+    }
+    let headers = response.headers_mut();
+    headers.append(VARY, HeaderValue::from_static("prefer"));
+    let applied = Some(applied.join(", ")).filter(|a| !a.is_empty());
+    if let Some(value) = applied.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert("preference-applied", value);
+    }
+    Ok(response)
 }
 
 /// The finished job's answer for `principal`: its outcome, unless that shows a resource `principal` could not
 /// GET now (e.g. a service request released by the legal entity that had used it) — then the job's own
 /// representation, which links to the resource without showing it.
-async fn answer(state: &AppState, principal: &Principal, job: &Job) -> Result<Response, ApiError> {
+async fn answer_finished(
+    state: &AppState,
+    principal: &Principal,
+    job: &Job,
+) -> Result<Response, ApiError> {
     let hidden = job.status == JobStatus::Processed
         && job.stream_type == ServiceRequestAggregate::STREAM_TYPE
         && principal.client_type != ClientType::Nhs
@@ -113,35 +200,73 @@ async fn answer(state: &AppState, principal: &Principal, job: &Job) -> Result<Re
     })
 }
 
-/// The seconds of a `Prefer: wait=N` header (RFC 7240), capped at [`MAX_WAIT_SECONDS`].
-pub fn prefer_wait(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ';']))
-        .filter_map(|p| p.trim().strip_prefix("wait="))
-        .find_map(|n| n.trim().parse::<u64>().ok())
-        .map(|n| n.min(MAX_WAIT_SECONDS))
-        .filter(|n| *n > 0)
+/// The preferences of a request's `Prefer` headers (RFC 7240) that command routes honour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Preferences {
+    /// `respond-async`: answer 202 rather than wait (after `wait` seconds, if that is given too).
+    pub respond_async: bool,
+    /// `wait=N`, capped at [`MAX_WAIT_SECONDS`]: wait up to N seconds for the job's outcome.
+    pub wait: Option<u64>,
 }
 
-async fn wait_for(
-    state: &AppState,
-    principal: &Principal,
-    job: Job,
-    seconds: u64,
-) -> Result<Response, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let current = state.finished_jobs.wait(&state.pool, job, deadline).await;
-    if current.status == JobStatus::Pending {
-        return Ok(pending_response(&current));
+impl Preferences {
+    /// Reads every `Prefer` header: comma-separated preferences, each `name[=value]` with optional
+    /// `;`-separated parameters (ignored). Names are case-insensitive, a value may be quoted, the first
+    /// occurrence of a name counts, and unknown or malformed preferences are ignored.
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut preferences = Self::default();
+        let (mut seen_wait, mut seen_async) = (false, false);
+        let values = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        for preference in values.flat_map(split_unquoted_commas) {
+            let token = preference.split(';').next().unwrap_or_default();
+            let (name, value) = match token.split_once('=') {
+                Some((name, value)) => (name.trim(), Some(unquote(value.trim()))),
+                None => (token.trim(), None),
+            };
+            if name.eq_ignore_ascii_case("wait") && !seen_wait {
+                seen_wait = true;
+                preferences.wait = value
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .map(|v| v.parse::<u64>().unwrap_or(u64::MAX).min(MAX_WAIT_SECONDS));
+            } else if name.eq_ignore_ascii_case("respond-async") && !seen_async {
+                seen_async = true;
+                preferences.respond_async = value.is_none_or(str::is_empty);
+            }
+        }
+        preferences
     }
-    let mut response = answer(state, principal, &current).await?;
-    if let Ok(value) = HeaderValue::from_str(&format!("wait={seconds}")) {
-        response.headers_mut().insert("preference-applied", value);
+}
+
+/// A value without the quotes of a quoted string.
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// The comma-separated elements of a header value, commas inside quoted strings kept.
+fn split_unquoted_commas(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
     }
-    Ok(response)
+    parts.push(&value[start..]);
+    parts.retain(|p| !p.trim().is_empty());
+    parts
 }
 
 /// The job link of a job.
@@ -182,5 +307,71 @@ pub fn outcome_response(job: &Job) -> Response {
             response
         }
         _ => error_response(status, body),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn preferences(values: &[&str]) -> Preferences {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).unwrap());
+        }
+        Preferences::parse(&headers)
+    }
+
+    #[test]
+    fn prefer_headers_are_read_as_rfc_7240_says() {
+        let none = Preferences::default();
+        assert_eq!(preferences(&[]), none);
+        assert_eq!(
+            preferences(&["respond-async"]),
+            Preferences {
+                respond_async: true,
+                wait: None
+            }
+        );
+        let both = Preferences {
+            respond_async: true,
+            wait: Some(5),
+        };
+        assert_eq!(preferences(&["respond-async, wait=5"]), both);
+        assert_eq!(
+            preferences(&["wait=5", "respond-async"]),
+            both,
+            "several headers"
+        );
+        assert_eq!(
+            preferences(&["Respond-Async , WAIT = \"5\""]),
+            both,
+            "case, spaces, quotes"
+        );
+        assert_eq!(
+            preferences(&["handling=lenient; foo=\"a,b\", wait=7;x=1"]),
+            Preferences {
+                respond_async: false,
+                wait: Some(7)
+            },
+            "unknown preferences and parameters are ignored"
+        );
+        assert_eq!(
+            preferences(&["wait=3, wait=9"]).wait,
+            Some(3),
+            "the first one counts"
+        );
+        assert_eq!(
+            preferences(&["wait=99999999999999999999999"]).wait,
+            Some(MAX_WAIT_SECONDS)
+        );
+        assert_eq!(preferences(&["wait=0"]).wait, Some(0));
+        assert_eq!(
+            preferences(&["wait=-1", "wait=x", "wait="]),
+            none,
+            "malformed ones are ignored"
+        );
+        assert_eq!(preferences(&["return=minimal"]), none);
     }
 }

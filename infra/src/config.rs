@@ -90,6 +90,10 @@ pub struct Config {
     /// `content-length-range` is 1 to this); the store refuses a larger file. At most 5 GiB, S3's limit for
     /// one POST upload and for one copy.
     pub max_attachment_bytes: u64,
+    /// How long a command route whose source document answers synchronously (spec 000's finalize, isSend and
+    /// delete; spec 002's create and archive) waits for its job before it answers 202 with the job link, in
+    /// seconds (at most `intake::MAX_WAIT_SECONDS`, 30). 0: such routes answer 202 at once, like the async ones.
+    pub sync_wait_seconds: u64,
     /// Where the embedded object store keeps its data.
     pub data_dir: String,
     /// Address of the embedded object store.
@@ -138,6 +142,7 @@ impl Default for Config {
             presign_ttl_seconds: 600,
             max_upload_bytes: 50 * 1024 * 1024,
             max_attachment_bytes: 50 * 1024 * 1024,
+            sync_wait_seconds: 10,
             data_dir: "./data".to_owned(),
             s3_embedded_addr: "127.0.0.1:9000".to_owned(),
             event_chain_key: crate::event_store::chain::DEVELOPMENT_CHAIN_KEY.to_owned(),
@@ -195,6 +200,7 @@ impl Config {
         "presign_ttl_seconds",
         "max_upload_bytes",
         "max_attachment_bytes",
+        "sync_wait_seconds",
         "data_dir",
         "s3_embedded_addr",
         "event_chain_key",
@@ -259,6 +265,12 @@ impl Config {
         if !(1..=604_800).contains(&self.presign_ttl_seconds) {
             return Err(ConfigError(
                 "PRESIGN_TTL_SECONDS must be 1 to 604800 (7 days, the SigV4 limit)".to_owned(),
+            ));
+        }
+        if self.sync_wait_seconds > 30 {
+            return Err(ConfigError(
+                "SYNC_WAIT_SECONDS must be 0 to 30 (the longest wait a request may hold)"
+                    .to_owned(),
             ));
         }
         if !(1..=Self::MAX_S3_POST_BYTES).contains(&self.max_attachment_bytes) {

@@ -110,8 +110,11 @@ impl Modify for SecuritySchemes {
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct CommandHeaders {
-    /// RFC 7240. `wait=N` (N ≤ 30): answer with the job's own outcome if it ends within N seconds, else 202.
-    #[param(rename = "Prefer", example = "wait=10")]
+    /// RFC 7240, one or more comma-separated preferences (unknown ones ignored). `wait=N` (N ≤ 30): answer
+    /// with the job's own outcome if it ends within N seconds, else 202. `respond-async`: answer 202 with the
+    /// job link at once (with `wait=N`: after N seconds), also on the routes that by their document wait for
+    /// their job (`SYNC_WAIT_SECONDS`). Honoured preferences are named in `Preference-Applied`.
+    #[param(rename = "Prefer", example = "respond-async, wait=10")]
     pub prefer: Option<String>,
     /// Makes a command idempotent for 24 h: a retry with the same key and body gets the first job's
     /// outcome; the same key with another command is 422. At most 255 characters.
