@@ -91,6 +91,12 @@ impl TestApp {
 
     /// Starts the api only; commands stay pending until [`TestApp::start_worker`].
     pub async fn spawn_without_worker() -> Self {
+        Self::spawn_without_worker_with(|_| {}).await
+    }
+
+    /// Starts the api only, with the test configuration changed by `configure` (the worker started later
+    /// runs with it too).
+    pub async fn spawn_without_worker_with(configure: impl FnOnce(&mut Config)) -> Self {
         let db_name = db::create_test_database().await;
         let data_dir =
             std::env::temp_dir().join(format!("ehealth-test-{}", Uuid::new_v4().simple()));
@@ -108,7 +114,7 @@ impl TestApp {
             let _ = s3_stopped.await;
             s3.stop().await;
         });
-        let config = Config {
+        let mut config = Config {
             s3_endpoint: Some(s3_endpoint),
             s3_access_key_id: Some(key_id.to_owned()),
             s3_secret_access_key: Some(secret.to_owned()),
@@ -127,6 +133,7 @@ impl TestApp {
             db_pool_size: 8,
             ..Config::default()
         };
+        configure(&mut config);
         ehealth_infra::telemetry::init("text");
         // The test's own connection is the owner's, like the admin CLI: it sets up reference data and
         // credentials, which the runtime role may not write.

@@ -1,9 +1,10 @@
 //! Spec 000, analysis-result files, through HTTP, the real worker, RabbitMQ, Postgres and the embedded S3
-//! endpoint with SigV4 enforced.
+//! endpoint with SigV4 enforced. Finalize, `isSend` and delete answer as the document does (200) by waiting
+//! for their job; 202 with the job link past `SYNC_WAIT_SECONDS` or under `Prefer: respond-async`.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ehealth_domain::{
     analysis_file::{FILE_EXISTS, FILE_NOT_FOUND, MAX_FILE_NAME_BYTES, NOT_UPLOADED},
@@ -35,8 +36,12 @@ impl<'a> Files<'a> {
     }
 
     async fn finalize(&self, name: &str) -> Reply {
+        self.finalize_with(name, &[]).await
+    }
+
+    async fn finalize_with(&self, name: &str, headers: &[(&str, &str)]) -> Reply {
         let path = format!("{}/{name}", self.base);
-        self.api.request(Method::POST, &path, None, &[]).await
+        self.api.request(Method::POST, &path, None, headers).await
     }
 
     async fn list(&self) -> Reply {
@@ -44,19 +49,22 @@ impl<'a> Files<'a> {
     }
 
     async fn set_send(&self, id: &str, body: Value) -> Reply {
+        self.set_send_with(id, body, &[]).await
+    }
+
+    async fn set_send_with(&self, id: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
         let path = format!("{}/{id}", self.base);
         self.api
-            .request(Method::PATCH, &path, Some(body), &[])
+            .request(Method::PATCH, &path, Some(body), headers)
             .await
     }
 
-    /// Sets `isSend` and asserts the job was processed.
+    /// Sets `isSend` and asserts the document's answer: 200 with the file as it now is.
     async fn set_send_processed(&self, id: &str, is_send: bool) {
-        let job = self
-            .api
-            .finished(self.set_send(id, json!({ "isSend": is_send })).await)
-            .await;
-        assert_eq!(job.status(), "processed", "{job:?}");
+        let reply = self.set_send(id, json!({ "isSend": is_send })).await;
+        reply.assert_file();
+        assert_eq!(reply.body["data"]["id"], id, "{reply:?}");
+        assert_eq!(reply.body["data"]["isSend"], is_send, "{reply:?}");
     }
 
     /// `isSend` of one file as the list shows it.
@@ -71,16 +79,25 @@ impl<'a> Files<'a> {
     }
 
     async fn delete(&self, id: &str) -> Reply {
-        let path = format!("{}/{id}", self.base);
-        self.api.request(Method::DELETE, &path, None, &[]).await
+        self.delete_with(id, &[]).await
     }
 
-    /// Initialize, PUT `bytes`, finalize: the finished finalize job.
-    async fn upload(&self, name: &str, bytes: &[u8]) -> ehealth_tests::JobResult {
+    async fn delete_with(&self, id: &str, headers: &[(&str, &str)]) -> Reply {
+        let path = format!("{}/{id}", self.base);
+        self.api.request(Method::DELETE, &path, None, headers).await
+    }
+
+    /// Initialize, PUT `bytes`, finalize: finalize's answer.
+    async fn upload(&self, name: &str, bytes: &[u8]) -> Reply {
+        self.put_upload(name, bytes).await;
+        self.finalize(name).await
+    }
+
+    /// Initialize and PUT `bytes`: ready to finalize.
+    async fn put_upload(&self, name: &str, bytes: &[u8]) {
         let url = self.upload_url(name).await;
         let put = put(&url, bytes.to_vec()).await;
         assert!(put.status().is_success(), "{put:?}");
-        self.api.finished(self.finalize(name).await).await
     }
 
     async fn upload_url(&self, name: &str) -> String {
@@ -90,16 +107,55 @@ impl<'a> Files<'a> {
         reply.body["data"]["url"].as_str().unwrap().to_owned()
     }
 
-    /// The job's file id, from its link.
-    fn file_id(job: &ehealth_tests::JobResult) -> String {
-        job.location
-            .clone()
-            .unwrap_or_else(|| panic!("no location in {job:?}"))
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+    /// The file id of a 200 answer with the file.
+    #[track_caller]
+    fn file_id(reply: &Reply) -> String {
+        reply.assert_file();
+        reply.body["data"]["id"].as_str().unwrap().to_owned()
     }
+}
+
+/// What the document's synchronous answers look like.
+trait FileAnswer {
+    /// 200 with a file, and `Vary: Prefer` (the answer depends on it).
+    fn assert_file(&self);
+    /// 202 with the job link, `Preference-Applied` as given (or none).
+    fn assert_accepted(&self, applied: Option<&str>);
+}
+
+impl FileAnswer for Reply {
+    #[track_caller]
+    fn assert_file(&self) {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        assert_eq!(self.body["meta"]["code"], 200, "{self:?}");
+        assert!(self.body["data"]["id"].is_string(), "{self:?}");
+        assert!(self.body["data"]["fileName"].is_string(), "{self:?}");
+        assert!(varies_on_prefer(self), "{self:?}");
+    }
+
+    #[track_caller]
+    fn assert_accepted(&self, applied: Option<&str>) {
+        assert_eq!(self.status, StatusCode::ACCEPTED, "{self:?}");
+        assert_eq!(self.body["data"]["status"], "pending", "{self:?}");
+        assert!(self.job_href().starts_with("/Jobs/"), "{self:?}");
+        assert_eq!(
+            self.headers
+                .get("preference-applied")
+                .map(|v| v.to_str().unwrap()),
+            applied,
+            "{self:?}"
+        );
+        assert!(varies_on_prefer(self), "{self:?}");
+    }
+}
+
+fn varies_on_prefer(reply: &Reply) -> bool {
+    reply
+        .headers
+        .get_all("vary")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("prefer"))
 }
 
 async fn put(url: &str, body: Vec<u8>) -> reqwest::Response {
@@ -129,14 +185,18 @@ async fn a_file_is_uploaded_in_three_steps_and_downloaded_with_the_same_bytes() 
     let files = Files::new(&app, &party, patient, analysis);
     let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
 
-    let job = files.upload("результат аналізу (1).pdf", &bytes).await;
-    assert_eq!(job.status(), "processed", "{job:?}");
+    // The document answers finalize 200: the route waits for its job and answers the file.
+    let finalized = files.upload("результат аналізу (1).pdf", &bytes).await;
+    let id = Files::file_id(&finalized);
+    assert_eq!(finalized.body["data"]["isSend"], false, "{finalized:?}");
     assert_eq!(
-        job.status_code(),
-        200,
-        "the document answers finalize with 200"
+        finalized.headers["location"],
+        format!("{}/{id}", files.base).as_str()
     );
-    let id = Files::file_id(&job);
+    assert!(
+        finalized.headers.get("preference-applied").is_none(),
+        "no preference was sent: {finalized:?}"
+    );
 
     let list = files.list().await;
     assert_eq!(list.status, StatusCode::OK, "{list:?}");
@@ -156,6 +216,17 @@ async fn a_file_is_uploaded_in_three_steps_and_downloaded_with_the_same_bytes() 
     let one = files.api.get(&format!("{}/{id}", files.base)).await;
     assert_eq!(one.status, StatusCode::OK, "{one:?}");
     assert_eq!(one.body["data"]["fileName"], "результат аналізу (1).pdf");
+    let without_link = |mut file: Value| {
+        file.as_object_mut()
+            .unwrap()
+            .retain(|k, _| !k.starts_with("url"));
+        file
+    };
+    assert_eq!(
+        without_link(one.body["data"].clone()),
+        without_link(finalized.body["data"].clone()),
+        "finalize answered the file as GET shows it"
+    );
 
     // The projection is exactly what a rebuild from the events writes.
     let live = {
@@ -175,7 +246,7 @@ async fn a_file_is_uploaded_in_three_steps_and_downloaded_with_the_same_bytes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finalize_under_prefer_wait_answers_200_with_the_file() {
+async fn finalize_under_prefer_wait_answers_200_with_the_file_and_names_the_preference() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
@@ -193,7 +264,8 @@ async fn finalize_under_prefer_wait_answers_200_with_the_file() {
         .api
         .request(Method::POST, &path, None, &[("prefer", "wait=10")])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.assert_file();
+    assert_eq!(reply.headers["preference-applied"], "wait=10");
     assert_eq!(reply.body["data"]["fileName"], "a.txt");
     assert_eq!(reply.body["data"]["size"], 5);
     let listed = files.list().await.body["data"][0].clone();
@@ -201,6 +273,150 @@ async fn finalize_under_prefer_wait_answers_200_with_the_file() {
         listed["createdAt"], reply.body["data"]["createdAt"],
         "the job's answer and the projection agree"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_command_answers_202_with_its_job_under_prefer_respond_async() {
+    let app = TestApp::spawn().await;
+    let party = erp(&app).await;
+    let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
+    let async_ = [("prefer", "respond-async")];
+
+    files.put_upload("a.pdf", b"bytes").await;
+    let finalized = files.finalize_with("a.pdf", &async_).await;
+    finalized.assert_accepted(Some("respond-async"));
+    let job = files.api.poll_job(&finalized.job_href()).await;
+    assert_eq!(job.status(), "processed", "{job:?}");
+    assert_eq!(job.status_code(), 200, "{job:?}");
+    let id = job
+        .location
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Unknown preferences are ignored, in one header or several.
+    let marked = files
+        .set_send_with(
+            &id,
+            json!({ "isSend": true }),
+            &[
+                ("prefer", "handling=lenient"),
+                ("prefer", "return=minimal, respond-async"),
+            ],
+        )
+        .await;
+    marked.assert_accepted(Some("respond-async"));
+    let job = files.api.poll_job(&marked.job_href()).await;
+    assert_eq!(
+        (job.status(), job.status_code()),
+        ("processed", 200),
+        "{job:?}"
+    );
+    assert_eq!(files.is_send(&id).await, json!(true));
+
+    // `respond-async, wait=N`: 202 only if the job takes longer than N; this one does not.
+    let unmarked = files
+        .set_send_with(
+            &id,
+            json!({ "isSend": false }),
+            &[("prefer", "respond-async, wait=10")],
+        )
+        .await;
+    unmarked.assert_file();
+    assert_eq!(unmarked.body["data"]["isSend"], false, "{unmarked:?}");
+    assert_eq!(unmarked.headers["preference-applied"], "wait=10");
+
+    let deleted = files.delete_with(&id, &async_).await;
+    deleted.assert_accepted(Some("respond-async"));
+    let job = files.api.poll_job(&deleted.job_href()).await;
+    assert_eq!(
+        (job.status(), job.status_code()),
+        ("processed", 200),
+        "{job:?}"
+    );
+    assert_eq!(job.data["response_data"]["id"], id, "{job:?}");
+    assert_eq!(files.list().await.body["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_sync_wait_seconds_the_file_commands_answer_202_with_their_job() {
+    let mut app = TestApp::spawn_without_worker_with(|config| config.sync_wait_seconds = 1).await;
+    let party = erp(&app).await;
+    let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
+    let wait = Duration::from_secs(app.config.sync_wait_seconds);
+    // No worker: a command waits SYNC_WAIT_SECONDS for its job, then answers 202 with the job link.
+    let timed = |reply: Reply, started: Instant| {
+        assert!(
+            started.elapsed() >= wait,
+            "answered after {:?}",
+            started.elapsed()
+        );
+        reply.assert_accepted(None);
+        reply.job_href()
+    };
+
+    let finalized = {
+        let files = Files::new(&app, &party, patient, analysis);
+        let mut hrefs = Vec::new();
+        for name in ["a.pdf", "b.pdf"] {
+            files.put_upload(name, b"bytes").await;
+            let started = Instant::now();
+            hrefs.push(timed(files.finalize(name).await, started));
+        }
+        hrefs
+    };
+    app.start_worker();
+    let mut ids = Vec::new();
+    {
+        let files = Files::new(&app, &party, patient, analysis);
+        for href in &finalized {
+            let job = files.api.poll_job(href).await;
+            assert_eq!(
+                (job.status(), job.status_code()),
+                ("processed", 200),
+                "{job:?}"
+            );
+            ids.push(
+                job.location
+                    .clone()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+
+    app.stop_worker().await;
+    // Two files, so the two jobs do not depend on the order the worker runs them in.
+    let (marked, deleted) = {
+        let files = Files::new(&app, &party, patient, analysis);
+        let started = Instant::now();
+        let marked = timed(
+            files.set_send(&ids[0], json!({ "isSend": true })).await,
+            started,
+        );
+        let started = Instant::now();
+        (marked, timed(files.delete(&ids[1]).await, started))
+    };
+    app.start_worker();
+    let files = Files::new(&app, &party, patient, analysis);
+    for href in [marked, deleted] {
+        let job = files.api.poll_job(&href).await;
+        assert_eq!(
+            (job.status(), job.status_code()),
+            ("processed", 200),
+            "{job:?}"
+        );
+    }
+    let list = files.list().await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1, "{list:?}");
+    assert_eq!(list.body["data"][0]["id"], ids[0].as_str());
+    assert_eq!(list.body["data"][0]["isSend"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +447,7 @@ async fn the_storage_refuses_tampered_and_expired_links() {
         StatusCode::FORBIDDEN
     );
 
-    let job = files.upload("a.pdf", b"content").await;
-    let id = Files::file_id(&job);
+    let id = Files::file_id(&files.upload("a.pdf", b"content").await);
     let key = {
         let rows = app
             .query(
@@ -265,13 +480,27 @@ async fn the_storage_refuses_tampered_and_expired_links() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finalize_without_an_upload_fails_the_job_with_409() {
+async fn finalize_without_an_upload_answers_the_jobs_409() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
     files.upload_url("never.pdf").await;
-    let job = files.api.finished(files.finalize("never.pdf").await).await;
-    job.assert_failed(409, NOT_UPLOADED);
+    // The job's own error, as a synchronous service would have answered it.
+    let reply = files.finalize("never.pdf").await;
+    reply.assert_error(409, NOT_UPLOADED);
+    assert_eq!(reply.body["meta"]["code"], 409, "{reply:?}");
+    assert_eq!(reply.body["error"]["type"], "request_conflict", "{reply:?}");
+    assert!(varies_on_prefer(&reply), "{reply:?}");
+    // The same failure under respond-async: 202, and the job says it.
+    let accepted = files
+        .finalize_with("never.pdf", &[("prefer", "respond-async")])
+        .await;
+    accepted.assert_accepted(Some("respond-async"));
+    files
+        .api
+        .poll_job(&accepted.job_href())
+        .await
+        .assert_failed(409, NOT_UPLOADED);
     assert_eq!(files.list().await.body["data"], json!([]));
 }
 
@@ -280,13 +509,12 @@ async fn a_name_that_exists_is_409_at_initialize_and_at_finalize() {
     let app = TestApp::spawn().await;
     let party = erp(&app).await;
     let files = Files::new(&app, &party, Uuid::new_v4(), Uuid::new_v4());
-    files.upload("a.pdf", b"one").await.assert_processed_file();
+    files.upload("a.pdf", b"one").await.assert_file();
     files
         .initialize("a.pdf")
         .await
         .assert_error(409, FILE_EXISTS);
-    let job = files.api.finished(files.finalize("a.pdf").await).await;
-    job.assert_failed(409, FILE_EXISTS);
+    files.finalize("a.pdf").await.assert_error(409, FILE_EXISTS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,15 +537,17 @@ async fn two_finalizes_of_one_name_make_exactly_one_file() {
     let (patient, analysis) = (Uuid::new_v4(), Uuid::new_v4());
     let (first, second) = {
         let files = Files::new(&app, &party, patient, analysis);
-        let url = files.upload_url("a.pdf").await;
-        assert!(put(&url, b"bytes".to_vec()).await.status().is_success());
-        let first = files.finalize("a.pdf").await;
+        files.put_upload("a.pdf", b"bytes").await;
+        let async_ = [("prefer", "respond-async")];
+        let first = files.finalize_with("a.pdf", &async_).await;
         let second = Files {
             api: app.api(&colleague).without_api_key(),
             base: files.base.clone(),
         }
-        .finalize("a.pdf")
+        .finalize_with("a.pdf", &async_)
         .await;
+        first.assert_accepted(Some("respond-async"));
+        second.assert_accepted(Some("respond-async"));
         (first.job_href(), second.job_href())
     };
     assert_ne!(first, second, "two callers, two jobs");
@@ -474,8 +704,10 @@ async fn delete_removes_the_file_and_its_object() {
         .to_owned();
     assert_eq!(download(&url).await.status(), StatusCode::OK);
 
-    let job = files.api.finished(files.delete(&id).await).await;
-    assert_eq!(job.status(), "processed", "{job:?}");
+    // The document answers delete 200: the file as it was.
+    let deleted = files.delete(&id).await;
+    assert_eq!(Files::file_id(&deleted), id);
+    assert_eq!(deleted.body["data"]["fileName"], "a.pdf");
     assert_eq!(files.list().await.body["data"], json!([]));
     // The job's transaction scheduled the object's deletion; after the commit it is carried out, and a
     // scheduled deletion is removed only once its object is gone (it stays for the relay otherwise). So:
@@ -507,8 +739,7 @@ async fn delete_removes_the_file_and_its_object() {
     let again = files.upload("a.pdf", b"new bytes").await;
     assert_ne!(Files::file_id(&again), id);
 
-    let job = files.api.finished(files.delete(&id).await).await;
-    job.assert_failed(404, FILE_NOT_FOUND);
+    files.delete(&id).await.assert_error(404, FILE_NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,10 +750,13 @@ async fn an_upload_over_the_limit_fails_422_and_is_removed() {
     let url = files.upload_url("big.bin").await;
     let too_big = vec![7u8; usize::try_from(app.config.max_upload_bytes).unwrap() + 1];
     assert!(put(&url, too_big).await.status().is_success());
-    let job = files.api.finished(files.finalize("big.bin").await).await;
-    assert_eq!(job.status(), "failed", "{job:?}");
-    assert_eq!(job.status_code(), 422);
-    assert_eq!(job.data["error"]["invalid"][0]["entry"], "$.file");
+    let reply = files.finalize("big.bin").await;
+    assert_eq!(reply.status.as_u16(), 422, "{reply:?}");
+    assert_eq!(
+        reply.body["error"]["type"], "validation_failed",
+        "{reply:?}"
+    );
+    assert_eq!(reply.body["error"]["invalid"][0]["entry"], "$.file");
     let object_url = url.split('?').next().unwrap();
     let key = object_url
         .split(&format!("/{}/", app.config.s3_bucket_files))
@@ -582,32 +816,15 @@ async fn another_legal_entity_sees_nothing_of_a_clinics_files() {
         .await
         .assert_error(404, FILE_NOT_FOUND);
     theirs
-        .api
-        .finished(theirs.set_send(&id, json!({ "isSend": true })).await)
+        .set_send(&id, json!({ "isSend": true }))
         .await
-        .assert_failed(404, FILE_NOT_FOUND);
-    theirs
-        .api
-        .finished(theirs.delete(&id).await)
-        .await
-        .assert_failed(404, FILE_NOT_FOUND);
+        .assert_error(404, FILE_NOT_FOUND);
+    theirs.delete(&id).await.assert_error(404, FILE_NOT_FOUND);
     // Their own namespace: the same name is free for them.
     assert_eq!(theirs.initialize("a.pdf").await.status, StatusCode::OK);
     // And the owner's file is untouched.
     let list = mine.list().await;
     assert_eq!(list.body["data"][0]["isSend"], false);
-}
-
-trait ProcessedFile {
-    fn assert_processed_file(&self);
-}
-
-impl ProcessedFile for ehealth_tests::JobResult {
-    #[track_caller]
-    fn assert_processed_file(&self) {
-        assert_eq!(self.status(), "processed", "{self:?}");
-        assert_eq!(self.http_status, StatusCode::SEE_OTHER, "{self:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

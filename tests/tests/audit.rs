@@ -660,12 +660,7 @@ async fn an_analysis_file_names_its_stream_and_the_stream_read_as_of_then_lists_
                 .unwrap();
             assert!(put.status().is_success(), "{put:?}");
             let done = api
-                .request(
-                    Method::POST,
-                    &format!("{base}/{name}"),
-                    None,
-                    &[("prefer", "wait=10")],
-                )
+                .request(Method::POST, &format!("{base}/{name}"), None, &[])
                 .await;
             assert_eq!(done.status, StatusCode::OK, "{done:?}");
             done.body["data"].clone()

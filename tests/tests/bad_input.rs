@@ -534,12 +534,7 @@ async fn file_names_the_store_cannot_hold_are_422_at_initialize_and_finalize() {
         .unwrap();
     assert!(put.status().is_success(), "{:?}", put.text().await);
     let finalized = api
-        .request(
-            Method::POST,
-            &format!("{files}/{name}"),
-            None,
-            &[("prefer", "wait=10")],
-        )
+        .request(Method::POST, &format!("{files}/{name}"), None, &[])
         .await;
     assert_eq!(finalized.status, StatusCode::OK, "{finalized:?}");
     assert_eq!(finalized.body["data"]["fileName"], name.as_str());

@@ -369,6 +369,70 @@ async fn prefer_wait_answers_with_the_outcome_of_the_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_stays_202_by_its_document_and_answers_its_outcome_only_under_prefer_wait() {
+    let app = TestApp::spawn().await;
+    let msp = app.msp().await;
+    let api = app.api(&msp.token);
+    let in_queue = || async {
+        let id = api.created_service_request(Uuid::new_v4(), true).await;
+        let reply = api
+            .use_request(id, msp.legal_entity_id, Some(msp.user_id))
+            .await;
+        api.finished(reply).await.assert_processed();
+        id
+    };
+    let release = |id: Uuid, prefer: &'static [&'static str]| {
+        let api = &api;
+        async move {
+            let headers: Vec<(&str, &str)> = prefer.iter().map(|p| ("prefer", *p)).collect();
+            let path = format!("/api/service_requests/{id}/actions/release");
+            api.request(reqwest::Method::PATCH, &path, None, &headers)
+                .await
+        }
+    };
+    let applied = |reply: &ehealth_tests::http::Reply| {
+        reply
+            .headers
+            .get("preference-applied")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let varies = |reply: &ehealth_tests::http::Reply| {
+        reply.headers.get_all("vary").iter().any(|v| {
+            v.to_str()
+                .unwrap()
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case("prefer"))
+        })
+    };
+
+    // No preference: 202 with the job, however quick the job would be.
+    let reply = release(in_queue().await, &[]).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(applied(&reply), None);
+    assert!(varies(&reply), "{reply:?}");
+    api.poll_job(&reply.job_href()).await.assert_processed();
+
+    // respond-async: the same, and it says so.
+    let reply = release(in_queue().await, &["respond-async"]).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(applied(&reply).as_deref(), Some("respond-async"));
+    api.poll_job(&reply.job_href()).await.assert_processed();
+
+    // wait=N (several preferences, several headers, an unknown one ignored): the outcome, 200 with the request.
+    let id = in_queue().await;
+    let reply = release(id, &["handling=lenient", "wait=10"]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["data"]["id"], id.to_string());
+    assert_eq!(reply.body["data"]["program_processing_status"], "new");
+    assert_eq!(applied(&reply).as_deref(), Some("wait=10"));
+    assert!(varies(&reply), "{reply:?}");
+    // A failed job under wait=N: its own status and error.
+    release(id, &["wait=10"])
+        .await
+        .assert_error(409, "Invalid program processing status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identical_command_while_one_is_pending_returns_the_same_job() {
     let app = TestApp::spawn_without_worker().await;
     let msp = app.msp().await;

@@ -3,8 +3,10 @@
 //!
 //! Upload in three steps: `POST …/initialize/{fileName}` answers a presigned PUT URL at once (it changes
 //! nothing, so it is no job); the client PUTs the bytes to storage; `POST …/{fileName}` finalizes as a job.
-//! `PATCH …/{id}` (`isSend`) and `DELETE …/{id}` are jobs too. Every file belongs to the caller's legal
-//! entity: another legal entity addresses another stream and finds nothing (404).
+//! `PATCH …/{id}` (`isSend`) and `DELETE …/{id}` are jobs too. The document answers all three 200, so they
+//! wait for their job and answer its outcome ([`intake::enqueue_sync`]): the file, or the job's error; 202
+//! with the job link only past `SYNC_WAIT_SECONDS` or under `Prefer: respond-async`. Every file belongs to
+//! the caller's legal entity: another legal entity addresses another stream and finds nothing (404).
 
 use axum::{
     extract::State,
@@ -60,7 +62,8 @@ fn stream(principal: &Principal, patient_id: Uuid, analysis_id: Uuid) -> Uuid {
     stream_id(principal.legal_entity_id, patient_id, analysis_id)
 }
 
-/// Enqueues `command` on the caller's stream of the analysis.
+/// Enqueues `command` on the caller's stream of the analysis and answers as the document does: 200 with the
+/// file once the job ends (or the job's error), 202 past the wait.
 async fn enqueue(
     state: &AppState,
     principal: &Principal,
@@ -78,7 +81,7 @@ async fn enqueue(
         fingerprint: json!({ "stream_id": stream_id, "command": value }),
         command: value,
     };
-    intake::enqueue(state, principal, headers, request).await
+    intake::enqueue_sync(state, principal, headers, request).await
 }
 
 /// A file id of the path, or 404 `File not found`.
@@ -149,12 +152,12 @@ async fn initialize(
         CommandHeaders,
     ),
     responses(
-        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the file.", body = AnalysisFileResponse,
+        (status = 200, description = "The file, recorded with `isSend: false` (the job ended within the wait).", body = AnalysisFileResponse,
             headers(("Location" = String, description = "The file."))),
-        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
+        (status = 202, description = "Still running after `SYNC_WAIT_SECONDS` (or the `Prefer: wait` given), or `Prefer: respond-async`: the job link.", body = JobAcceptedResponse),
         (status = 404, description = "An id is not a UUID.", body = ErrorResponse),
-        (status = 409, description = "Under `Prefer: wait`: `file was not uploaded`, `File with this name already exists`.", body = ErrorResponse),
-        (status = 422, description = "A bad file name or header; under `Prefer: wait`: the upload is over `MAX_UPLOAD_BYTES`.", body = ErrorResponse),
+        (status = 409, description = "The job's answer: `file was not uploaded`, `File with this name already exists`.", body = ErrorResponse),
+        (status = 422, description = "A bad file name or header; the job's answer: the upload is over `MAX_UPLOAD_BYTES`.", body = ErrorResponse),
     ),
     security(("bearer" = ["gambit:erp"])),
 )]
@@ -297,9 +300,10 @@ pub struct SetSend {
     ),
     request_body(content = SetSend, content_type = "application/json", description = "Exactly `{\"isSend\": true|false}`; a missing `Content-Type` is read as JSON."),
     responses(
-        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the file.", body = AnalysisFileResponse),
-        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
-        (status = 404, description = "`File not found` for a file id that is not a UUID (an unknown one: the job's 404); an id is not a UUID.", body = ErrorResponse),
+        (status = 200, description = "The file with its new `isSend` (the job ended within the wait).", body = AnalysisFileResponse,
+            headers(("Location" = String, description = "The file."))),
+        (status = 202, description = "Still running after `SYNC_WAIT_SECONDS` (or the `Prefer: wait` given), or `Prefer: respond-async`: the job link.", body = JobAcceptedResponse),
+        (status = 404, description = "`File not found`: a file id that is not a UUID, or (the job's answer) an unknown one; an id is not a UUID.", body = ErrorResponse),
         (status = 413, description = "The body is over 2 MB.", body = ErrorResponse),
         (status = 415, description = "A body declared as something other than JSON.", body = ErrorResponse),
         (status = 422, description = "Any other body, or a bad header.", body = ErrorResponse),
@@ -342,9 +346,9 @@ async fn set_send(
         CommandHeaders,
     ),
     responses(
-        (status = 200, description = "Under `Prefer: wait`, or a repeated command whose job ended: the deleted file.", body = AnalysisFileResponse),
-        (status = 202, description = "Accepted as a job.", body = JobAcceptedResponse),
-        (status = 404, description = "`File not found` for an id that is not a UUID; under `Prefer: wait`: an unknown id.", body = ErrorResponse),
+        (status = 200, description = "The deleted file, as it was (the job ended within the wait).", body = AnalysisFileResponse),
+        (status = 202, description = "Still running after `SYNC_WAIT_SECONDS` (or the `Prefer: wait` given), or `Prefer: respond-async`: the job link.", body = JobAcceptedResponse),
+        (status = 404, description = "`File not found`: an id that is not a UUID, or (the job's answer) an unknown one.", body = ErrorResponse),
         (status = 422, description = "A bad header.", body = ErrorResponse),
     ),
     security(("bearer" = ["gambit:erp"])),
