@@ -92,6 +92,8 @@ pub const RUNTIME_GRANTS: &[(&str, &str)] = &[
     ("upload_links", "SELECT, INSERT, DELETE"),
     ("service_requests", "SELECT, INSERT, UPDATE, DELETE"),
     ("analysis_files", "SELECT, INSERT, UPDATE, DELETE"),
+    ("patient_attachments", "SELECT, INSERT, UPDATE, DELETE"),
+    ("attachment_uploads", "SELECT, INSERT, DELETE"),
     ("legal_entities", "SELECT"),
     ("users", "SELECT"),
     ("api_clients", "SELECT"),

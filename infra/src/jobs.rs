@@ -300,6 +300,46 @@ async fn try_submit(pool: &Pool, new: &NewJob, hash: &str) -> Result<Submitted, 
     Ok(Submitted::Created(job, message))
 }
 
+/// Writes a job that another job's transaction chains (e.g. processing after a patient attachment was
+/// created), with its outbox row, in the caller's transaction: it exists exactly when that transaction
+/// commits. The returned message is published after the commit (the relay publishes it otherwise).
+pub async fn chain(tx: &impl GenericClient, new: &NewJob) -> Result<outbox::OutboxMessage, StoreError> {
+    let id = Uuid::new_v4();
+    let hash = new.command_hash(&new.command_as_sent());
+    let eta = Utc::now() + Duration::seconds(ETA_SECONDS);
+    let actor = serde_json::to_value(&new.actor)?;
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO jobs (id, type, stream_type, stream_id, command, actor, owner_legal_entity_id, \
+             command_hash, request_id, eta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &id,
+            &new.job_type,
+            &new.stream_type,
+            &new.stream_id,
+            &new.command,
+            &actor,
+            &new.actor.legal_entity_id,
+            &hash,
+            &new.request_id,
+            &eta,
+        ],
+    )
+    .await?;
+    outbox::insert(
+        tx,
+        outbox::COMMANDS,
+        outbox::COMMAND_ROUTING_KEY,
+        &json!({ "job_id": id }),
+        id,
+    )
+    .await
+}
+
 /// Reads a job.
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
     let statement = client

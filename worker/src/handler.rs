@@ -9,6 +9,7 @@ use std::{
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
     analysis_file::AnalysisFilesAggregate,
+    patient_attachment::PatientAttachmentAggregate,
     service_request::{Command as ServiceRequestCommand, ServiceRequestAggregate},
     Aggregate, Context, Rejection,
 };
@@ -38,6 +39,9 @@ pub struct Effects {
     pub events: Vec<(String, Value)>,
     /// Objects to delete.
     pub deletions: Vec<(String, String)>,
+    /// Jobs to chain on the same stream, for the same actor and request (job type, serialized command):
+    /// written with their outbox rows in the transaction, so they exist exactly when it commits.
+    pub chained: Vec<(String, Value)>,
 }
 
 /// An aggregate the worker can run commands for: a projection plus what its commands need from the outside
@@ -171,6 +175,9 @@ pub async fn process_job(
         AnalysisFilesAggregate::STREAM_TYPE => {
             run::<AnalysisFilesAggregate>(pool, publisher, storage, &job).await
         }
+        PatientAttachmentAggregate::STREAM_TYPE => {
+            run::<PatientAttachmentAggregate>(pool, publisher, storage, &job).await
+        }
         other => {
             finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
         }
@@ -259,6 +266,18 @@ async fn decide<A: Handled>(
         deletions.push(deletions::schedule(tx, bucket, key).await?);
     }
     let mut messages = Vec::new();
+    for (job_type, command) in &effects.chained {
+        let chained = jobs::NewJob {
+            job_type: job_type.clone(),
+            stream_type: A::STREAM_TYPE.to_owned(),
+            stream_id: job.stream_id,
+            command: command.clone(),
+            actor: job.actor.clone(),
+            request_id: job.request_id.clone(),
+            idempotency_key: None,
+        };
+        messages.push(jobs::chain(tx, &chained).await?);
+    }
     for (routing_key, event) in &effects.events {
         messages
             .push(outbox::insert(tx, outbox::EVENTS, routing_key, event, Uuid::new_v4()).await?);

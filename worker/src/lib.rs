@@ -15,6 +15,7 @@ pub mod dead_letters;
 pub mod fault;
 pub mod handler;
 pub mod http;
+pub mod patient_attachments;
 pub mod relay;
 pub mod startup;
 pub mod sweeper;

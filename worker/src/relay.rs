@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use ehealth_infra::{
     amqp::Publisher,
     jobs, outbox,
-    storage::{deletions, upload_links, Storage},
+    storage::{attachment_uploads, deletions, upload_links, Storage},
     Config, StoreError,
 };
 use tokio::sync::watch;
@@ -74,7 +74,8 @@ pub async fn relay_once(
 pub async fn purge(pool: &Pool, config: &Config) -> Result<(), StoreError> {
     let client = pool.get().await?;
     let jobs = jobs::purge_finished(&client, config.job_ttl_days).await?;
-    let links = upload_links::purge(&client, config.job_ttl_days).await?;
+    let links = upload_links::purge(&client, config.job_ttl_days).await?
+        + attachment_uploads::purge(&client, config.job_ttl_days).await?;
     let messages = outbox::purge_published(&client, config.outbox_ttl_hours).await?;
     if jobs + links + messages > 0 {
         tracing::info!(jobs, links, messages, "purged old rows");

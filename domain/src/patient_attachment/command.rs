@@ -65,6 +65,10 @@ pub enum Command {
     },
     /// Records what processing the uploaded object found (a job the create job chains).
     Process {
+        /// The temporary key to read (the attachment's `upload_key`).
+        upload_key: String,
+        /// The final key to copy it to ([`final_key`](super::final_key) of the attachment).
+        object_key: String,
         /// Filled in by the worker before the job's transaction.
         #[serde(default)]
         examined: Option<Examined>,

@@ -17,6 +17,8 @@ pub const NOT_PRESIGNED: &str = "must be a URL this service presigned for this p
 pub const TOO_LARGE: &str = "the uploaded file is larger than allowed";
 /// 422 on `description`.
 pub const DESCRIPTION_TOO_LONG: &str = "is too long (maximum is 255 characters)";
+/// 409: a process command that names other keys than the attachment's own.
+pub const WRONG_OBJECT: &str = "processing names another object than the attachment's";
 /// The reason processing fails with when the worker had no look at the object.
 pub const NOT_EXAMINED: &str = "the uploaded file was not examined";
 /// The longest description, in characters (Cliniko: `<= 255 characters`).
@@ -160,10 +162,22 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
                 at: ctx.now,
             }])
         }
-        Command::Process { examined } => {
+        Command::Process {
+            upload_key,
+            object_key,
+            examined,
+        } => {
             let attachment = owned(state, ctx)?;
             if attachment.processing_completed() {
                 return Ok(Vec::new());
+            }
+            let target = final_key(
+                attachment.legal_entity_id,
+                attachment.id,
+                &attachment.filename,
+            );
+            if upload_key != attachment.upload_key || object_key != target {
+                return Err(Rejection::conflict(WRONG_OBJECT));
             }
             Ok(vec![match examined {
                 Some(Examined::Copied {
@@ -171,7 +185,7 @@ pub fn decide(state: &State, command: Command, ctx: &Context) -> Result<Vec<Even
                     sha256,
                     sniffed_type,
                     declared_type,
-                    object_key,
+                    ..
                 }) => Event::Processed {
                     size,
                     sha256,

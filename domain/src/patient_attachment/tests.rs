@@ -71,6 +71,14 @@ fn copied(sniffed: Option<&str>) -> Examined {
     }
 }
 
+fn process(examined: Option<Examined>) -> Command {
+    Command::Process {
+        upload_key: key(),
+        object_key: final_key(test_actor().legal_entity_id, ID, "scan.pdf"),
+        examined,
+    }
+}
+
 fn processed(content_type: &str) -> Event {
     Event::Processed {
         size: 10,
@@ -200,18 +208,14 @@ fn creating_an_existing_attachment_is_409() {
 #[test]
 fn processing_records_size_hash_and_the_sniffed_type() {
     given::<Attachments>([created()])
-        .when(Command::Process {
-            examined: Some(copied(Some("image/png"))),
-        })
+        .when(process(Some(copied(Some("image/png")))))
         .then([processed("image/png")]);
 }
 
 #[test]
 fn the_declared_type_is_kept_when_sniffing_finds_nothing() {
     given::<Attachments>([created()])
-        .when(Command::Process {
-            examined: Some(copied(None)),
-        })
+        .when(process(Some(copied(None))))
         .then([processed("application/pdf")]);
 }
 
@@ -245,11 +249,9 @@ fn a_missing_object_fails_processing_visibly_and_it_stays_incomplete() {
         at: test_now(),
     };
     given::<Attachments>([created()])
-        .when(Command::Process {
-            examined: Some(Examined::Failed {
-                reason: "the uploaded file is missing".to_owned(),
-            }),
-        })
+        .when(process(Some(Examined::Failed {
+            reason: "the uploaded file is missing".to_owned(),
+        })))
         .then([failed.clone()]);
     let attachment = Attachments::fold(&[created(), failed]).0.unwrap();
     assert!(!attachment.processing_completed());
@@ -262,7 +264,7 @@ fn a_missing_object_fails_processing_visibly_and_it_stays_incomplete() {
 #[test]
 fn processing_with_nothing_examined_fails() {
     given::<Attachments>([created()])
-        .when(Command::Process { examined: None })
+        .when(process(None))
         .then([Event::ProcessingFailed {
             reason: NOT_EXAMINED.to_owned(),
             at: test_now(),
@@ -272,16 +274,26 @@ fn processing_with_nothing_examined_fails() {
 #[test]
 fn processing_a_processed_attachment_appends_nothing() {
     given::<Attachments>([created(), processed("image/png")])
-        .when(Command::Process {
-            examined: Some(copied(None)),
-        })
+        .when(process(Some(copied(None))))
         .then([]);
+}
+
+#[test]
+fn processing_other_keys_than_the_attachments_is_409() {
+    let command = Command::Process {
+        upload_key: key(),
+        object_key: final_key(test_actor().legal_entity_id, ID + 1, "scan.pdf"),
+        examined: None,
+    };
+    given::<Attachments>([created()])
+        .when(command)
+        .then_rejected(409, WRONG_OBJECT);
 }
 
 #[test]
 fn processing_an_unknown_attachment_is_404() {
     given::<Attachments>([])
-        .when(Command::Process { examined: None })
+        .when(process(None))
         .then_rejected(404, NOT_FOUND);
 }
 
@@ -319,9 +331,7 @@ fn another_legal_entity_cannot_archive_it() {
 #[test]
 fn an_archived_attachment_is_still_processed() {
     given::<Attachments>([created(), archived()])
-        .when(Command::Process {
-            examined: Some(copied(Some("image/png"))),
-        })
+        .when(process(Some(copied(Some("image/png")))))
         .then([processed("image/png")]);
 }
 

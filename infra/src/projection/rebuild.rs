@@ -183,6 +183,14 @@ pub async fn rebuild_all_in_chunks(
     if result.is_ok() {
         result = rebuild_with::<AnalysisFilesAggregate>(client, chunk_events, &mut progress).await;
     }
+    if result.is_ok() {
+        result = rebuild_with::<ehealth_domain::patient_attachment::PatientAttachmentAggregate>(
+            client,
+            chunk_events,
+            &mut progress,
+        )
+        .await;
+    }
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK_KEY])
         .await?;

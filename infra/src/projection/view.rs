@@ -5,12 +5,16 @@
 //! that state, rendered with the row's own `to_json`, and it writes nothing.
 
 use ehealth_domain::{
-    analysis_file::AnalysisFilesAggregate, service_request::ServiceRequestAggregate, Aggregate,
+    analysis_file::AnalysisFilesAggregate, patient_attachment::PatientAttachmentAggregate,
+    service_request::ServiceRequestAggregate, Aggregate,
 };
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{analysis_file::AnalysisFileRow, service_request::ServiceRequestRow};
+use super::{
+    analysis_file::AnalysisFileRow, patient_attachment::PatientAttachmentRow,
+    service_request::ServiceRequestRow,
+};
 use crate::{
     event_store::{self, StoredEvent},
     StoreError,
@@ -53,6 +57,11 @@ pub fn state_json(
         Ok(Value::Array(
             rows.iter().map(AnalysisFileRow::to_json).collect(),
         ))
+    } else if stream_type == PatientAttachmentAggregate::STREAM_TYPE {
+        let loaded = event_store::fold_stored::<PatientAttachmentAggregate>(events)?;
+        Ok(loaded.state.0.as_ref().map_or(Value::Null, |attachment| {
+            PatientAttachmentRow::from_attachment(stream_id, attachment).to_json("")
+        }))
     } else {
         Ok(Value::Null)
     }

@@ -3,6 +3,7 @@
 //! The service never proxies file bodies: clients PUT and GET straight to presigned URLs. The same code
 //! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
 
+pub mod attachment_uploads;
 pub mod deletions;
 mod digest;
 pub mod embedded_keys;
