@@ -82,6 +82,9 @@ pub struct Config {
     /// Bucket of patient attachments (spec 002): browser uploads by presigned POST land under a temporary
     /// key there and are copied to their final key once processed.
     pub s3_bucket_attachments: String,
+    /// Bucket of contract requests' documents (spec 003): statute, additional document and signed content,
+    /// under the request's id.
+    pub s3_bucket_contract_requests: String,
     /// Lifetime of presigned upload and download links, in seconds.
     pub presign_ttl_seconds: u64,
     /// The largest file accepted at finalize, in bytes; larger uploads are refused (422) and removed.
@@ -139,6 +142,7 @@ impl Default for Config {
             s3_force_path_style: true,
             s3_bucket_files: "analysis-files".to_owned(),
             s3_bucket_attachments: "patient-attachments".to_owned(),
+            s3_bucket_contract_requests: "contract-requests".to_owned(),
             presign_ttl_seconds: 600,
             max_upload_bytes: 50 * 1024 * 1024,
             max_attachment_bytes: 50 * 1024 * 1024,
@@ -197,6 +201,7 @@ impl Config {
         "s3_force_path_style",
         "s3_bucket_files",
         "s3_bucket_attachments",
+        "s3_bucket_contract_requests",
         "presign_ttl_seconds",
         "max_upload_bytes",
         "max_attachment_bytes",

@@ -94,6 +94,8 @@ pub const RUNTIME_GRANTS: &[(&str, &str)] = &[
     ("analysis_files", "SELECT, INSERT, UPDATE, DELETE"),
     ("patient_attachments", "SELECT, INSERT, UPDATE, DELETE"),
     ("attachment_uploads", "SELECT, INSERT, DELETE"),
+    ("contract_requests", "SELECT, INSERT, UPDATE, DELETE"),
+    ("divisions", "SELECT"),
     ("legal_entities", "SELECT"),
     ("users", "SELECT"),
     ("api_clients", "SELECT"),

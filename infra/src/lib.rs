@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod operator;
 pub mod outbox;
 pub mod projection;
+pub mod reference;
 pub mod signal;
 pub mod storage;
 pub mod telemetry;

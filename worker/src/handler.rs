@@ -238,6 +238,12 @@ async fn run<A: Handled>(
 async fn after_commit(
     pool: &Pool,
     publisher: &Publisher,
+        ehealth_domain::contract_request::ContractRequestAggregate::STREAM_TYPE => {
+            run::<ehealth_domain::contract_request::ContractRequestAggregate>(
+                pool, publisher, storage, &job,
+            )
+            .await
+        }
     storage: &Storage,
     messages: &[OutboxMessage],
     deletions: &[i64],

@@ -11,6 +11,7 @@
 
 pub mod analysis_files;
 pub mod consumer;
+pub mod contract_requests;
 pub mod dead_letters;
 pub mod fault;
 pub mod handler;

@@ -112,14 +112,10 @@ pub fn signed_content_key(id: Uuid, attempt: Uuid) -> String {
     format!("{id}/signed_content/{attempt}")
 }
 
-/// The actor the system uses for commands nobody sent (the scheduler's auto-termination): NHS rights, nil
-/// user and legal entity ids, so the event log shows the system did it.
+/// The actor of the scheduler's auto-termination: [`Actor::system`] (NHS rights, nil user and legal entity),
+/// so the event log shows the system did it.
 pub fn system_actor() -> Actor {
-    Actor {
-        user_id: Uuid::nil(),
-        legal_entity_id: Uuid::nil(),
-        client_type: ClientType::Nhs,
-    }
+    Actor::system()
 }
 
 /// The contract-request aggregate: stream type `contract_request`.

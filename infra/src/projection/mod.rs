@@ -6,6 +6,7 @@
 //! does so into shadow tables, in short transactions, and swaps them in (see `rebuild.rs`).
 
 pub mod analysis_file;
+pub mod contract_request;
 pub mod patient_attachment;
 mod rebuild;
 pub mod service_request;

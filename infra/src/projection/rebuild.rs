@@ -191,6 +191,14 @@ pub async fn rebuild_all_in_chunks(
         )
         .await;
     }
+    if result.is_ok() {
+        result = rebuild_with::<ehealth_domain::contract_request::ContractRequestAggregate>(
+            client,
+            chunk_events,
+            &mut progress,
+        )
+        .await;
+    }
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK_KEY])
         .await?;

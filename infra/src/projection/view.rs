@@ -62,6 +62,15 @@ pub fn state_json(
         Ok(loaded.state.0.as_ref().map_or(Value::Null, |attachment| {
             PatientAttachmentRow::from_attachment(stream_id, attachment).to_json("")
         }))
+    } else if stream_type
+        == <ehealth_domain::contract_request::ContractRequestAggregate as Aggregate>::STREAM_TYPE
+    {
+        let loaded = event_store::fold_stored::<
+            ehealth_domain::contract_request::ContractRequestAggregate,
+        >(events)?;
+        Ok(loaded.state.0.as_ref().map_or(Value::Null, |cr| {
+            super::contract_request::render(cr)
+        }))
     } else {
         Ok(Value::Null)
     }

@@ -4,6 +4,7 @@
 //! talks to AWS S3, MinIO, Ceph RGW or the embedded store `ehealth-api` serves when `S3_ENDPOINT` is unset.
 
 pub mod attachment_uploads;
+pub mod contract_documents;
 pub mod deletions;
 mod digest;
 pub mod embedded_keys;
@@ -78,6 +79,8 @@ pub struct Storage {
     pub presign_ttl: Duration,
     /// Bucket of analysis-result files.
     pub files_bucket: String,
+    /// Bucket of contract requests' documents (`S3_BUCKET_CONTRACT_REQUESTS`).
+    pub contract_requests_bucket: String,
     /// Bucket of patient attachments (`S3_BUCKET_ATTACHMENTS`).
     pub attachments_bucket: String,
     post_signer: post_policy::PostSigner,
@@ -197,6 +200,7 @@ impl Storage {
             presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
             files_bucket: config.s3_bucket_files.clone(),
             attachments_bucket: config.s3_bucket_attachments.clone(),
+            contract_requests_bucket: config.s3_bucket_contract_requests.clone(),
             post_signer: post_policy::PostSigner::new(config),
             read_timeout: Duration::from_millis(config.s3_timeout_ms),
         }
@@ -207,6 +211,9 @@ impl Storage {
         let mut buckets = vec![self.files_bucket.as_str()];
         if self.attachments_bucket != self.files_bucket {
             buckets.push(self.attachments_bucket.as_str());
+        }
+        if !buckets.contains(&self.contract_requests_bucket.as_str()) {
+            buckets.push(self.contract_requests_bucket.as_str());
         }
         buckets
     }
