@@ -9,6 +9,7 @@
 
 mod db;
 pub mod http;
+pub mod s3_form;
 
 use std::time::Duration;
 

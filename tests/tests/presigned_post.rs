@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ehealth_infra::storage::PresignedPost;
-use ehealth_tests::TestApp;
+use ehealth_tests::{s3_form, s3_form::error_code as code, TestApp};
 use sha2::Digest as _;
 
 /// A real 1×1 PNG (signature, IHDR, IDAT, IEND).
@@ -37,33 +37,14 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// POSTs `fields` (with `overrides` replacing or adding fields), a `Content-Type` field, then the file, as
-/// a browser form does. Answers the status and body.
+/// POSTs `fields`, a `Content-Type` field, then the file, as a browser form does.
 async fn post(
     url: &str,
     fields: &[(String, String)],
     content_type: &str,
     file: &[u8],
 ) -> (reqwest::StatusCode, String) {
-    let mut form = reqwest::multipart::Form::new();
-    for (name, value) in fields {
-        form = form.text(name.clone(), value.clone());
-    }
-    form = form.text("Content-Type", content_type.to_owned()).part(
-        "file",
-        reqwest::multipart::Part::bytes(file.to_vec())
-            .file_name("upload.bin")
-            .mime_str(content_type)
-            .unwrap(),
-    );
-    let response = reqwest::Client::new()
-        .post(url)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.text().await.unwrap())
+    s3_form::upload_fields(url, fields, "upload.bin", content_type, file).await
 }
 
 fn fields(post: &PresignedPost) -> Vec<(String, String)> {
@@ -80,13 +61,6 @@ fn with(post: &PresignedPost, name: &str, value: &str) -> Vec<(String, String)> 
         None => fields.push((name.to_owned(), value.to_owned())),
     }
     fields
-}
-
-/// The `<Code>` of an S3 error body.
-fn code(body: &str) -> &str {
-    body.split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map_or("", |(code, _)| code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +85,7 @@ async fn a_presigned_form_uploads_its_file_with_201_and_a_post_response() {
     assert_eq!(form.fields["acl"], "private");
     assert_eq!(form.fields["x-amz-algorithm"], "AWS4-HMAC-SHA256");
 
-    let (status, body) = post(&form.url, &fields(&form), "image/png", PNG).await;
+    let (status, body) = s3_form::upload(&form, "scan one.png", "image/png", PNG).await;
 
     assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
     assert!(body.contains("<PostResponse"), "{body}");
