@@ -5,8 +5,8 @@ Usage: report.py <results file>
 
 The results file has one measurement per line, `<key> <rep> <value>`: `intake.rps 1 1123.4`, `load.intake 1 1.52`
 (the 1-minute load average before that run), `cpu.intake 1 <units> postgres=… api=… …` (bench/cpu.py over a run
-that did <units> requests or jobs). A row shows min / median / max over the repetitions and the ratio of the
-medians, service / baseline.
+that did <units> requests or jobs). A row shows min / median / max over the repetitions, the ratio of the
+medians, service / baseline, and the range of the ratios of each repetition's pair of runs.
 """
 import collections
 import statistics
@@ -77,7 +77,7 @@ def main():
             else:
                 data[parts[0]].append(float(parts[2]))
 
-    print("| path | this service: min / median / max | baseline in the same run: min / median / max | ratio of medians | load before (service; baseline) |")
+    print("| path | this service: min / median / max | baseline in the same run: min / median / max | ratio of medians (per repetition) | load before (service; baseline) |")
     print("| --- | --- | --- | --- | --- |")
     for label, key, base_label, base_key, unit in ROWS:
         if not data.get(key) and not data.get(base_key):
@@ -85,6 +85,9 @@ def main():
         service, base = data.get(key, []), data.get(base_key, [])
         ratio = (f"{statistics.median(service) / statistics.median(base):.2f}"
                  if service and base and statistics.median(base) else "—")
+        if len(service) == len(base) > 1 and all(base):
+            paired = [a / b for a, b in zip(service, base)]
+            ratio += f" ({min(paired):.2f}–{max(paired):.2f})"
         print(f"| {label} | {spread(service, unit)} {unit} | {base_label}: {spread(base, unit)} {unit} | {ratio} | "
               f"{loads(data.get('load.' + LOADS[key], []))}; {loads(data.get('load.' + LOADS[base_key], []))} |")
     if data.get("rss.api") or data.get("rss.worker"):

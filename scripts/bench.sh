@@ -259,7 +259,7 @@ queue_commands() { # <n>
 # --- the paths ------------------------------------------------------------------------------------------------
 
 bench_intake() {
-  local rep out tps
+  local rep out tps answered=0 created
   for ((rep = 1; rep <= REPS; rep++)); do
     say "intake $rep/$REPS: service (wrk, $CONNECTIONS connections, $DURATION s)"
     out=$OUT/intake.$rep.out
@@ -269,6 +269,7 @@ bench_intake() {
       -- "$TOKEN" "$KEY" "$(uuid_prefix)" >"$out" 2>&1
     cpu_stop intake "$rep" "$(wrk_field requests "$out")"
     check_wrk "$out" intake
+    answered=$((answered + $(wrk_field requests "$out") - $(wrk_field unexpected_status "$out")))
     record "intake.rps $rep $(awk -v n="$(wrk_field requests "$out")" -v s="$(wrk_field seconds "$out")" 'BEGIN {print n / s}')"
     record "intake.p50 $rep $(wrk_field p50_ms "$out")"
     record "intake.p99 $rep $(wrk_field p99_ms "$out")"
@@ -284,6 +285,9 @@ bench_intake() {
     record "pgb_intake.p50 $rep $(pgbench_percentile 50)"
     record "pgb_intake.p99 $rep $(pgbench_percentile 99)"
   done
+  # Every 202 must have been a new job, not the replay of an identical command.
+  created=$(sql -c "SELECT count(*) FROM jobs WHERE request_id <> 'c0ffee00-0000-4000-8000-000000000000'")
+  ((created >= answered)) || say "warning: intake: $answered requests answered 202 but only $created jobs were created"
   reset_jobs
 }
 
