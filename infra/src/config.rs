@@ -387,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn attachments_have_a_bucket_of_their_own_and_a_size_limit_within_one_s3_post() {
+        let defaults = Config::default();
+        assert_eq!(defaults.s3_bucket_attachments, "patient-attachments");
+        assert_eq!(defaults.max_attachment_bytes, 52_428_800);
+        assert!(defaults.validate().is_ok());
+        for bytes in [0, Config::MAX_S3_POST_BYTES + 1] {
+            let config = Config {
+                max_attachment_bytes: bytes,
+                ..Config::default()
+            };
+            assert!(config.validate().is_err(), "{bytes}");
+        }
+        let largest = Config {
+            max_attachment_bytes: Config::MAX_S3_POST_BYTES,
+            ..Config::default()
+        };
+        assert!(largest.validate().is_ok());
+        let unnamed = Config {
+            s3_bucket_attachments: String::new(),
+            ..Config::default()
+        };
+        assert!(unnamed.validate().is_err());
+    }
+
+    #[test]
     fn s3_keys_are_the_configured_ones_and_set_together() {
         assert_eq!(
             Config::default().s3_static_keys(),
