@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod http_errors;
 pub mod intake;
+pub mod json_schema;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

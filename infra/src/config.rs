@@ -57,8 +57,12 @@ pub struct Config {
     pub outbox_ttl_hours: u64,
     /// How often the outbox relay looks for rows that were committed but not yet published.
     pub outbox_relay_interval_ms: u64,
-    /// Maximum Postgres connections per process. The worker uses at least `WORKER_PREFETCH` + 3 (one per job
-    /// in flight, the relay, the sweeper and the dead-letter consumer), whatever this says.
+    /// How often the worker's scheduler runs (one worker at a time): it recalls active service requests past
+    /// their expiration date and terminates contract requests past their start date that are not signed, by
+    /// submitting ordinary jobs.
+    pub scheduler_interval_seconds: u64,
+    /// Maximum Postgres connections per process. The worker uses at least `WORKER_PREFETCH` + 4 (one per job
+    /// in flight, the relay, the sweeper, the scheduler and the dead-letter consumer), whatever this says.
     pub db_pool_size: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
@@ -85,6 +89,15 @@ pub struct Config {
     /// Bucket of contract requests' documents (spec 003): statute, additional document and signed content,
     /// under the request's id.
     pub s3_bucket_contract_requests: String,
+    /// The deployment's environment, `prod`, `preprod` or `demo` (any lower-case word): names the default
+    /// `MEDIA_BUCKET`.
+    pub app_env: String,
+    /// Bucket of spec 001's media storage links (the ambulatory-contracts process). Unset:
+    /// `ambulatory-contracts` for `APP_ENV=prod`, else `ambulatory-contracts-{APP_ENV}` (the source document's
+    /// `ambulatory_contracts…` names hold `_`, which S3 bucket names may not).
+    pub media_bucket: Option<String>,
+    /// Lifetime of a media storage link (spec 001), in seconds.
+    pub secrets_ttl: u64,
     /// Lifetime of presigned upload and download links, in seconds.
     pub presign_ttl_seconds: u64,
     /// The largest file accepted at finalize, in bytes; larger uploads are refused (422) and removed.
@@ -132,6 +145,7 @@ impl Default for Config {
             job_deadline_seconds: 3600,
             outbox_ttl_hours: 24,
             outbox_relay_interval_ms: 1000,
+            scheduler_interval_seconds: 60,
             db_pool_size: 16,
             log_format: "text".to_owned(),
             s3_endpoint: None,
@@ -143,6 +157,9 @@ impl Default for Config {
             s3_bucket_files: "analysis-files".to_owned(),
             s3_bucket_attachments: "patient-attachments".to_owned(),
             s3_bucket_contract_requests: "contract-requests".to_owned(),
+            app_env: "prod".to_owned(),
+            media_bucket: None,
+            secrets_ttl: 600,
             presign_ttl_seconds: 600,
             max_upload_bytes: 50 * 1024 * 1024,
             max_attachment_bytes: 50 * 1024 * 1024,
@@ -191,6 +208,7 @@ impl Config {
         "job_deadline_seconds",
         "outbox_ttl_hours",
         "outbox_relay_interval_ms",
+        "scheduler_interval_seconds",
         "db_pool_size",
         "log_format",
         "s3_endpoint",
@@ -202,6 +220,9 @@ impl Config {
         "s3_bucket_files",
         "s3_bucket_attachments",
         "s3_bucket_contract_requests",
+        "app_env",
+        "media_bucket",
+        "secrets_ttl",
         "presign_ttl_seconds",
         "max_upload_bytes",
         "max_attachment_bytes",
@@ -289,6 +310,33 @@ impl Config {
                 "S3_BUCKET_FILES and S3_BUCKET_ATTACHMENTS must name buckets".to_owned(),
             ));
         }
+        if self.app_env.is_empty()
+            || !self
+                .app_env
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError(format!(
+                "APP_ENV {:?} must be a lower-case word such as prod, preprod or demo",
+                self.app_env
+            )));
+        }
+        let media_bucket = self.media_bucket_name();
+        if let Err(problem) = check_bucket_name(&media_bucket) {
+            return Err(ConfigError(format!(
+                "MEDIA_BUCKET {media_bucket:?} is not a valid S3 bucket name: {problem}"
+            )));
+        }
+        if !(1..=604_800).contains(&self.secrets_ttl) {
+            return Err(ConfigError(
+                "SECRETS_TTL must be 1 to 604800 (7 days, the SigV4 limit)".to_owned(),
+            ));
+        }
+        if self.scheduler_interval_seconds == 0 {
+            return Err(ConfigError(
+                "SCHEDULER_INTERVAL_SECONDS must be positive".to_owned(),
+            ));
+        }
         if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
             return Err(ConfigError(
                 "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not at all"
@@ -324,9 +372,18 @@ impl Config {
         }
     }
 
-    /// Connections the worker's pool needs besides one per job in flight: the outbox relay, the sweeper
-    /// and the dead-letter consumer.
-    pub const WORKER_RESERVED_CONNECTIONS: usize = 3;
+    /// Connections the worker's pool needs besides one per job in flight: the outbox relay, the sweeper,
+    /// the scheduler and the dead-letter consumer.
+    pub const WORKER_RESERVED_CONNECTIONS: usize = 4;
+
+    /// The media storage links' bucket: `MEDIA_BUCKET`, or the default of `APP_ENV`.
+    pub fn media_bucket_name(&self) -> String {
+        match (&self.media_bucket, self.app_env.as_str()) {
+            (Some(bucket), _) => bucket.clone(),
+            (None, "prod") => "ambulatory-contracts".to_owned(),
+            (None, env) => format!("ambulatory-contracts-{env}"),
+        }
+    }
 
     /// The worker's pool size: `DB_POOL_SIZE`, raised to `WORKER_PREFETCH` + the reserved connections so
     /// that a full prefetch of jobs can never starve the relay, the sweeper or each other.
@@ -342,6 +399,11 @@ impl Config {
             .retry_delay_ms
             .saturating_mul(1u64 << attempt.saturating_sub(1).min(40));
         std::time::Duration::from_millis(doubled.min(self.retry_max_delay_ms))
+    }
+
+    /// How often the worker's scheduler runs.
+    pub fn scheduler_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.scheduler_interval_seconds)
     }
 
     /// The legal entity types of `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.
@@ -364,9 +426,90 @@ impl Config {
     }
 }
 
+/// Whether `name` is a valid S3 bucket name (AWS's general-purpose bucket naming rules): 3 to 63 characters,
+/// lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit, no `..`, not an IP
+/// address, not starting with `xn--` or ending with `-s3alias`. `Err` says which rule it breaks.
+pub fn check_bucket_name(name: &str) -> Result<(), &'static str> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        Err("it must be 3 to 63 characters long")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        Err("only lower-case letters, digits, '.' and '-' are allowed ('_' is not)")
+    } else if !edge(name.chars().next()) || !edge(name.chars().last()) {
+        Err("it must start and end with a letter or a digit")
+    } else if name.contains("..") {
+        Err("it must not contain '..'")
+    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        Err("it must not be an IP address")
+    } else if name.starts_with("xn--") || name.ends_with("-s3alias") {
+        Err("it must not start with 'xn--' or end with '-s3alias'")
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_media_bucket_defaults_per_app_env_and_must_be_a_valid_bucket_name() {
+        let env = |app_env: &str| Config {
+            app_env: app_env.to_owned(),
+            ..Config::default()
+        };
+        assert_eq!(env("prod").media_bucket_name(), "ambulatory-contracts");
+        assert_eq!(
+            env("preprod").media_bucket_name(),
+            "ambulatory-contracts-preprod"
+        );
+        assert_eq!(env("demo").media_bucket_name(), "ambulatory-contracts-demo");
+        for env in ["prod", "preprod", "demo"] {
+            assert!(Config {
+                app_env: env.to_owned(),
+                ..Config::default()
+            }
+            .validate()
+            .is_ok());
+        }
+        let named = Config {
+            media_bucket: Some("contracts-media".to_owned()),
+            ..env("demo")
+        };
+        assert_eq!(named.media_bucket_name(), "contracts-media");
+        // The source document's names: S3 refuses '_'.
+        for bad in [
+            "ambulatory_contracts",
+            "ambulatory_contracts-preprod",
+            "ab",
+            "-x-",
+            "a..b",
+            "Upper",
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+            let config = Config {
+                media_bucket: Some(bad.to_owned()),
+                ..Config::default()
+            };
+            assert!(config.validate().is_err(), "{bad}");
+        }
+        assert!(env("Prod").validate().is_err());
+        assert!(Config {
+            secrets_ttl: 0,
+            ..Config::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Config {
+            scheduler_interval_seconds: 0,
+            ..Config::default()
+        }
+        .validate()
+        .is_err());
+    }
 
     #[test]
     fn the_worker_pool_always_serves_a_full_prefetch_and_retries_double_up_to_the_cap() {

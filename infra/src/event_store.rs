@@ -178,6 +178,52 @@ pub async fn load<A: Aggregate>(
     fold_stored::<A>(&events)
 }
 
+const SELECT_HEAD: &str =
+    "SELECT stream_type, version, last_hash FROM streams WHERE stream_id = $1";
+const LOCK_HEAD: &str =
+    "SELECT stream_type, version, last_hash FROM streams WHERE stream_id = $1 FOR UPDATE";
+
+/// A stream's head — its version and the link to chain the next event to — without its events, for an
+/// aggregate whose decisions read no history (`media_link`): appending at the head then costs the same on a
+/// stream of a million events as on a new one. The state is the default one and the recorded times are
+/// unknown (`None`). A stream of another aggregate type loads as a new stream of `A`, like [`load`]: an
+/// append to it fails its version check.
+pub async fn load_head<A: Aggregate>(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<Loaded<A>, StoreError> {
+    head::<A>(client, stream_id, SELECT_HEAD).await
+}
+
+/// [`load_head`], and the stream's row stays locked until the caller's transaction ends: writers appending
+/// at the head of one stream queue behind each other instead of failing each other's version check. Only
+/// the first events of a new stream can still meet a [`StoreError::Conflict`] (there is no row to lock yet).
+pub async fn lock_head<A: Aggregate>(
+    tx: &impl GenericClient,
+    stream_id: Uuid,
+) -> Result<Loaded<A>, StoreError> {
+    head::<A>(tx, stream_id, LOCK_HEAD).await
+}
+
+async fn head<A: Aggregate>(
+    client: &impl GenericClient,
+    stream_id: Uuid,
+    sql: &str,
+) -> Result<Loaded<A>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    let row = client
+        .query_opt(&statement, &[&stream_id])
+        .await?
+        .filter(|row| row.get::<_, &str>("stream_type") == A::STREAM_TYPE);
+    Ok(Loaded {
+        state: A::State::default(),
+        version: row.as_ref().map_or(0, |row| row.get("version")),
+        last_hash: row.map(|row| row.get("last_hash")),
+        first_recorded_at: None,
+        last_recorded_at: None,
+    })
+}
+
 /// Folds already-read stored events into a [`Loaded`] state.
 pub fn fold_stored<A: Aggregate>(events: &[StoredEvent]) -> Result<Loaded<A>, StoreError> {
     let mut state = A::State::default();

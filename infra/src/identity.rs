@@ -19,13 +19,14 @@ pub const LEGAL_ENTITY_STATUSES: [&str; 3] = ["ACTIVE", "SUSPENDED", "CLOSED"];
 
 /// Every scope a route of the api asks for: a token with any other scope could never use it, so
 /// `ehealth-admin token issue` refuses one.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "service_request:write",
     "service_request:use",
     "service_request:read",
     "job:read",
     "gambit:erp",
     "audit:read",
+    "private_contracts:write",
 ];
 
 /// The authenticated caller behind a bearer token.

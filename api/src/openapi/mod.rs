@@ -43,6 +43,8 @@ pub const TAG_JOBS: &str = "jobs";
 pub const TAG_AUDIT: &str = "audit";
 /// Tag of the spec-000 routes.
 pub const TAG_ANALYSIS_FILES: &str = "analysis files (spec 000)";
+/// Tag of the spec-001 route.
+pub const TAG_MEDIA_LINKS: &str = "media storage links (spec 001)";
 /// Tag of the service's own routes (health, this description).
 pub const TAG_SERVICE: &str = "service";
 
@@ -72,6 +74,9 @@ pub const TAG_SERVICE: &str = "service";
         (name = TAG_AUDIT, description = "The event log, for auditors (`audit:read`)."),
         (name = TAG_ANALYSIS_FILES, description = "Analysis-result files of a clinic ERP: camelCase, \
             scope `gambit:erp`, bearer token only."),
+        (name = TAG_MEDIA_LINKS, description = "Presigned links to the ambulatory-contracts bucket \
+            (`MEDIA_BUCKET`) for third parties, scope `private_contracts:write`, with the MIS client's \
+            `api-key`. Every link is recorded as a `media_link.issued` event of its folder's stream."),
         (name = TAG_SERVICE, description = "The service itself."),
     ),
     modifiers(&SecuritySchemes),

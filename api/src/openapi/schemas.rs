@@ -309,6 +309,33 @@ pub struct UploadLinkResponse {
     pub data: UploadLink,
 }
 
+/// A media storage link (spec 001), in the eHealth AEL shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"action": "PUT", "bucket": "ambulatory-contracts", "resource_id": "d290f1ee-6c54-4b01-90e6-d701748f0851", "resource_name": "contract statute.pdf", "secret_url": "http://127.0.0.1:9000/ambulatory-contracts/d290f1ee-6c54-4b01-90e6-d701748f0851/contract%20statute.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=600&X-Amz-Signature=…", "expires_at": "2026-06-15T12:10:00Z"}))]
+pub struct MediaStorageLink {
+    /// What the link does: `PUT`, `GET` or `HEAD`.
+    pub action: String,
+    /// The bucket (`MEDIA_BUCKET`).
+    pub bucket: String,
+    /// The folder: the contractor legal entity.
+    pub resource_id: Uuid,
+    /// The file name, percent-decoded: the object is `{resource_id}/{resource_name}`.
+    pub resource_name: String,
+    /// The presigned URL, to be used with `action`'s method (a `PUT` with the requested `Content-Type`).
+    pub secret_url: String,
+    /// When the link stops working (`SECRETS_TTL` after it was signed).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `{"meta":…,"data":{action, bucket, resource_id, resource_name, secret_url, expires_at}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MediaStorageLinkResponse {
+    /// See [`Meta`].
+    pub meta: Meta,
+    /// See [`MediaStorageLink`].
+    pub data: MediaStorageLink,
+}
+
 /// An analysis-result file (spec 000, camelCase).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -52,9 +52,10 @@ pub const STREAM_NOT_FOUND: &str = "Stream not found";
 /// The message of a 403 for a feed filtered to another legal entity by a caller that is not NHS.
 pub const OTHER_LEGAL_ENTITY: &str = "Only NHS may read another legal entity's events";
 /// The stream types the feed can be filtered to.
-pub const STREAM_TYPES: [&str; 2] = [
+pub const STREAM_TYPES: [&str; 3] = [
     ServiceRequestAggregate::STREAM_TYPE,
     AnalysisFilesAggregate::STREAM_TYPE,
+    ehealth_domain::media_link::MediaLinkAggregate::STREAM_TYPE,
 ];
 
 /// The audit routes.
@@ -217,7 +218,7 @@ struct FeedQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Only streams of this type.
-    #[param(value_type = Option<String>, pattern = "^(service_request|analysis_files)$", example = "service_request")]
+    #[param(value_type = Option<String>, pattern = "^(service_request|analysis_files|media_link)$", example = "service_request")]
     stream_type: Option<String>,
     /// Only this stream.
     #[param(value_type = Option<Uuid>)]

@@ -9,6 +9,7 @@ pub mod analysis_files;
 pub mod audit;
 pub mod health;
 pub mod jobs;
+pub mod media_links;
 pub mod service_requests;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(analysis_files::router())
         .merge(audit::router())
         .merge(jobs::router())
+        .merge(media_links::router())
         .merge(service_requests::router())
         .split_for_parts();
     let document = openapi::finish(document);

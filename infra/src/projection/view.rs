@@ -68,8 +68,20 @@ pub fn state_json(
         let loaded = event_store::fold_stored::<
             ehealth_domain::contract_request::ContractRequestAggregate,
         >(events)?;
-        Ok(loaded.state.0.as_ref().map_or(Value::Null, |cr| {
-            super::contract_request::render(cr)
+        Ok(loaded
+            .state
+            .0
+            .as_ref()
+            .map_or(Value::Null, |cr| super::contract_request::render(cr)))
+    } else if stream_type == ehealth_domain::media_link::MediaLinkAggregate::STREAM_TYPE {
+        // Links are not a read model of their own: the folder's summary (the events are the record).
+        let folder =
+            event_store::fold_stored::<ehealth_domain::media_link::MediaLinkAggregate>(events)?
+                .state;
+        Ok(serde_json::json!({
+            "resource_id": folder.resource_id,
+            "links_issued": folder.links_issued,
+            "last_issued_at": folder.last_issued_at,
         }))
     } else {
         Ok(Value::Null)

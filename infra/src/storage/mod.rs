@@ -83,6 +83,10 @@ pub struct Storage {
     pub contract_requests_bucket: String,
     /// Bucket of patient attachments (`S3_BUCKET_ATTACHMENTS`).
     pub attachments_bucket: String,
+    /// Bucket of spec 001's media storage links (`MEDIA_BUCKET`, by default per `APP_ENV`).
+    pub media_bucket: String,
+    /// Lifetime of a media storage link (`SECRETS_TTL`).
+    pub secrets_ttl: Duration,
     post_signer: post_policy::PostSigner,
     /// Longest wait for the next chunk of an object's body (`S3_TIMEOUT_MS`).
     read_timeout: Duration,
@@ -201,6 +205,8 @@ impl Storage {
             files_bucket: config.s3_bucket_files.clone(),
             attachments_bucket: config.s3_bucket_attachments.clone(),
             contract_requests_bucket: config.s3_bucket_contract_requests.clone(),
+            media_bucket: config.media_bucket_name(),
+            secrets_ttl: Duration::from_secs(config.secrets_ttl),
             post_signer: post_policy::PostSigner::new(config),
             read_timeout: Duration::from_millis(config.s3_timeout_ms),
         }
@@ -214,6 +220,9 @@ impl Storage {
         }
         if !buckets.contains(&self.contract_requests_bucket.as_str()) {
             buckets.push(self.contract_requests_bucket.as_str());
+        }
+        if !buckets.contains(&self.media_bucket.as_str()) {
+            buckets.push(self.media_bucket.as_str());
         }
         buckets
     }
@@ -288,6 +297,49 @@ impl Storage {
             Action::Get => {
                 let get = self.presigner.get_object().bucket(bucket).key(key);
                 get.presigned(config).await?
+            }
+        };
+        Ok(Presigned {
+            url: request.uri().to_owned(),
+            expires_at,
+        })
+    }
+
+    /// A media storage link (spec 001): `PUT` (signed with `content_type` when one is given, so the upload
+    /// must send that `Content-Type`), `GET` or `HEAD` of `key` in `bucket`, signed at `signed_at` and working
+    /// until `expires_at` — the times the decision recorded, to the second.
+    pub async fn presign_media_link(
+        &self,
+        action: ehealth_domain::media_link::Action,
+        bucket: &str,
+        key: &str,
+        content_type: Option<&str>,
+        signed_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Presigned, StorageError> {
+        use ehealth_domain::media_link::Action as Link;
+        let ttl = (expires_at - signed_at)
+            .to_std()
+            .map_err(|e| StorageError(format!("a link must expire after it is signed: {e}")))?;
+        let config = PresigningConfig::builder()
+            .start_time(std::time::SystemTime::from(signed_at))
+            .expires_in(ttl)
+            .build()
+            .map_err(|e| StorageError(e.to_string()))?;
+        let request = match action {
+            Link::Put => {
+                let put = self.presigner.put_object().bucket(bucket).key(key);
+                put.set_content_type(content_type.map(str::to_owned))
+                    .presigned(config)
+                    .await?
+            }
+            Link::Get => {
+                let get = self.presigner.get_object().bucket(bucket).key(key);
+                get.presigned(config).await?
+            }
+            Link::Head => {
+                let head = self.presigner.head_object().bucket(bucket).key(key);
+                head.presigned(config).await?
             }
         };
         Ok(Presigned {

@@ -127,7 +127,7 @@ pub enum TokenCommand {
         #[arg(long, value_parser = ClientType::ALL.map(ClientType::as_str))]
         client_type: String,
         /// Space-separated scopes, each one of: service_request:write service_request:use
-        /// service_request:read job:read gambit:erp audit:read.
+        /// service_request:read job:read gambit:erp audit:read private_contracts:write.
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// Lifetime in seconds.
