@@ -7,6 +7,7 @@
 //! an outbox row and publishes after commit. Business rules stay in `ehealth-domain`.
 
 pub mod auth;
+pub mod cliniko;
 pub mod context;
 pub mod embedded_s3;
 pub mod envelope;

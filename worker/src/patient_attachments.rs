@@ -138,7 +138,11 @@ impl Handled for PatientAttachmentAggregate {
                     ..
                 },
                 Err(rejection),
-            ) if rejection.invalid.iter().any(|e| e.rules.iter().any(|r| r.rule == "size")) => {
+            ) if rejection
+                .invalid
+                .iter()
+                .any(|e| e.rules.iter().any(|r| r.rule == "size")) =>
+            {
                 effects.deletions.push((bucket.clone(), upload_key.clone()));
             }
             (_, Err(_)) => {}
@@ -156,10 +160,9 @@ impl Handled for PatientAttachmentAggregate {
                                 object_key: final_key(ctx.actor.legal_entity_id, *id, filename),
                                 examined: None,
                             };
-                            effects.chained.push((
-                                process_job_type(),
-                                serde_json::to_value(&process)?,
-                            ));
+                            effects
+                                .chained
+                                .push((process_job_type(), serde_json::to_value(&process)?));
                         }
                         Event::Processed { .. } => {
                             if let Some(attachment) = &before.0 {

@@ -43,6 +43,10 @@ pub const TAG_JOBS: &str = "jobs";
 pub const TAG_AUDIT: &str = "audit";
 /// Tag of the spec-000 routes.
 pub const TAG_ANALYSIS_FILES: &str = "analysis files (spec 000)";
+/// Tag of the spec-002 routes.
+pub const TAG_PATIENT_ATTACHMENTS: &str = "patient attachments (spec 002, Cliniko)";
+/// The name of the HTTP Basic security scheme (spec 002: the API token as the user name).
+pub const BASIC: &str = "basic";
 /// Tag of the spec-001 route.
 pub const TAG_MEDIA_LINKS: &str = "media storage links (spec 001)";
 /// Tag of the service's own routes (health, this description).
@@ -74,6 +78,12 @@ pub const TAG_SERVICE: &str = "service";
         (name = TAG_AUDIT, description = "The event log, for auditors (`audit:read`)."),
         (name = TAG_ANALYSIS_FILES, description = "Analysis-result files of a clinic ERP: camelCase, \
             scope `gambit:erp`, bearer token only."),
+        (name = TAG_PATIENT_ATTACHMENTS, description = "Cliniko's patient-attachment API: Cliniko's \
+            conventions, not the eHealth envelope — HTTP Basic with the API token as the user name and an \
+            empty password (or the bearer token), scopes `patient_attachment:read` / \
+            `patient_attachment:write`, bare JSON with int64 ids as strings, errors `{\"message\":…}` and \
+            422 `{\"message\":\"Validation Failed\",\"errors\":{field: message}}`. Upload: GET the \
+            presigned POST form, POST the file to the store, then create."),
         (name = TAG_MEDIA_LINKS, description = "Presigned links to the ambulatory-contracts bucket \
             (`MEDIA_BUCKET`) for third parties, scope `private_contracts:write`, with the MIS client's \
             `api-key`. Every link is recorded as a `media_link.issued` event of its folder's stream."),
@@ -97,6 +107,17 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "A token issued by `ehealth-admin token issue`. The requirement lists the scope \
                          the operation needs.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "Spec 002 (Cliniko's way): the API token as the user name, an empty password.",
                     ))
                     .build(),
             ),

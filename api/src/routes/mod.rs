@@ -10,6 +10,7 @@ pub mod audit;
 pub mod health;
 pub mod jobs;
 pub mod media_links;
+pub mod patient_attachments;
 pub mod service_requests;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(audit::router())
         .merge(jobs::router())
         .merge(media_links::router())
+        .merge(patient_attachments::router())
         .merge(service_requests::router())
         .split_for_parts();
     let document = openapi::finish(document);

@@ -315,3 +315,17 @@ impl Projection for PatientAttachmentAggregate {
         Ok(())
     }
 }
+
+/// The int64 number of user `user_id` (spec 002 names users by int64 ids); `None` for an unknown user.
+pub async fn user_number(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT number FROM users WHERE id = $1")
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&user_id])
+        .await?
+        .map(|row| row.get(0)))
+}
