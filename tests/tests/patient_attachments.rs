@@ -389,6 +389,15 @@ async fn every_refused_create_is_a_cliniko_422_naming_its_field() {
         "is too long (maximum is 255 characters)"
     );
 
+    clinic
+        .create(json!({"patient_id": "7", "upload_url": upload_url, "description": "a\u{0}b"}))
+        .await
+        .assert_invalid("description");
+    clinic
+        .create(json!({"patient_id": "7", "upload_url": format!("{upload_url}%00")}))
+        .await
+        .assert_invalid("upload_url");
+
     // Bad bodies.
     clinic
         .create(json!({"patient_id": "abc", "upload_url": upload_url}))

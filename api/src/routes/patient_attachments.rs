@@ -196,7 +196,7 @@ fn key_of_upload_url(upload_url: &str, bucket: &str) -> Option<String> {
         Some(rest) => rest.strip_prefix('/').unwrap_or(rest),
         None => decoded.strip_prefix('/')?,
     };
-    (!key.is_empty()).then(|| key.to_owned())
+    (!key.is_empty() && !key.chars().any(char::is_control)).then(|| key.to_owned())
 }
 
 /// Creates an attachment from an uploaded file (job, answered synchronously).
@@ -811,5 +811,6 @@ mod tests {
         );
         assert_eq!(key("not a url"), None);
         assert_eq!(key("http://h:9/b/"), None);
+        assert_eq!(key("http://h:9/b/a%00b"), None);
     }
 }

@@ -19,6 +19,8 @@ pub const TOO_LARGE: &str = "the uploaded file is larger than allowed";
 pub const DESCRIPTION_TOO_LONG: &str = "is too long (maximum is 255 characters)";
 /// 409: a process command that names other keys than the attachment's own.
 pub const WRONG_OBJECT: &str = "processing names another object than the attachment's";
+/// 422 on `description`: text cannot hold NUL characters.
+pub const DESCRIPTION_NUL: &str = "must not contain NUL characters";
 /// The reason processing fails with when the worker had no look at the object.
 pub const NOT_EXAMINED: &str = "the uploaded file was not examined";
 /// The longest description, in characters (Cliniko: `<= 255 characters`).
@@ -85,13 +87,19 @@ pub fn sanitize_filename(raw: Option<&str>) -> String {
     }
 }
 
-/// Whether a description fits: at most [`MAX_DESCRIPTION_CHARS`] characters (422 on `$.description`).
+/// Whether a description fits: at most [`MAX_DESCRIPTION_CHARS`] characters and no NUL (422 on
+/// `$.description`).
 pub fn validate_description(description: Option<&str>) -> Result<(), Rejection> {
     match description {
         Some(text) if text.chars().count() > MAX_DESCRIPTION_CHARS => Err(Rejection::invalid(
             "$.description",
             "length",
             DESCRIPTION_TOO_LONG,
+        )),
+        Some(text) if text.contains('\0') => Err(Rejection::invalid(
+            "$.description",
+            "format",
+            DESCRIPTION_NUL,
         )),
         _ => Ok(()),
     }

@@ -176,6 +176,17 @@ fn a_description_over_255_characters_is_422() {
 }
 
 #[test]
+fn a_description_with_a_nul_character_is_422() {
+    let mut command = create(uploaded(10));
+    if let Command::Create { description, .. } = &mut command {
+        *description = Some("a\0b".to_owned());
+    }
+    given::<Attachments>([])
+        .when(command)
+        .then_invalid("$.description");
+}
+
+#[test]
 fn a_description_of_255_characters_is_accepted() {
     let mut command = create(uploaded(10));
     if let Command::Create { description, .. } = &mut command {
