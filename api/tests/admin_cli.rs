@@ -1004,6 +1004,7 @@ fn the_known_scopes_are_every_scope_a_route_asks_for() {
         jobs::SCOPE,
         analysis_files::SCOPE,
         audit::SCOPE,
+        ehealth_api::routes::media_links::SCOPE,
     ];
     let mut known = ehealth_infra::identity::SCOPES.to_vec();
     known.sort_unstable();
