@@ -10,7 +10,7 @@
 //! `Content-Type`, `content-length-range`) and that every form field is named by one. One setting differs for
 //! them: s3s 0.14 refuses a form whose `x-amz-date` is more than 15 minutes old (its clock-skew window for
 //! signed requests), while S3 takes a form until its signed policy expires (`PRESIGN_TTL_SECONDS`, up to 7
-//! days). The store therefore answers a form with a skew window of 7 days ([`FORM_MAX_AGE_SECS`]) and every
+//! days). The store therefore answers a form with a skew window of 7 days (`FORM_MAX_AGE_SECS`) and every
 //! other request with s3s's 15 minutes; the policy's expiry is what ends a form.
 
 use std::{net::SocketAddr, path::Path, sync::Arc};

@@ -36,14 +36,23 @@ const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
 
 impl Storage {
     /// Streams the object (never buffers it whole): its size, SHA-256, the content type sniffed from its
-    /// first bytes and the `Content-Type` it was stored with. `None` when it does not exist. A body that
-    /// stalls longer than `S3_TIMEOUT_MS` between chunks, or ends short of its `Content-Length`, is an error.
+    /// first bytes and the `Content-Type` it was stored with. `None` when it does not exist (`NoSuchKey`; a
+    /// store that hides missing keys behind 403 from an account without `ListBucket` gives an error instead).
+    /// A body that stalls longer than `S3_TIMEOUT_MS` between chunks, or ends short of its `Content-Length`,
+    /// is an error.
     pub async fn digest(
         &self,
         bucket: &str,
         key: &str,
     ) -> Result<Option<ObjectDigest>, StorageError> {
-        let object = match self.client.get_object().bucket(bucket).key(key).send().await {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(object) => object,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(e.into()),
