@@ -95,7 +95,7 @@ json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv
 le=$(env "${service_env[@]}" "$admin" legal-entity create --name "Schemathesis clinic" --edrpou 12345678 --type MSP | json_field id)
 user=$(env "${service_env[@]}" "$admin" user create --legal-entity "$le" --employee-type DOCTOR --employee-status APPROVED | json_field id)
 token=$(env "${service_env[@]}" "$admin" token issue --user "$user" --client-type MSP --ttl-seconds 3600 \
-  --scopes "service_request:write service_request:use service_request:read job:read gambit:erp audit:read private_contracts:write patient_attachment:read patient_attachment:write" | json_field token)
+  --scopes "service_request:write service_request:use service_request:read job:read gambit:erp audit:read private_contracts:write patient_attachment:read patient_attachment:write contract_request:create contract_request:read contract_request:update contract_request:approve contract_request:sign contract_request:terminate" | json_field token)
 key=$(env "${service_env[@]}" "$admin" api-key issue --name "schemathesis" | json_field api_key)
 
 say "validating $base/openapi.json as OpenAPI 3.1"

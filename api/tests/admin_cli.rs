@@ -1009,6 +1009,7 @@ fn the_known_scopes_are_every_scope_a_route_asks_for() {
     let mut known = ehealth_infra::identity::SCOPES.to_vec();
     known.sort_unstable();
     let mut asked = routes.to_vec();
+    asked.extend(ehealth_api::routes::contract_requests::SCOPES);
     asked.sort_unstable();
     assert_eq!(known, asked);
 }

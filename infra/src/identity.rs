@@ -19,7 +19,13 @@ pub const LEGAL_ENTITY_STATUSES: [&str; 3] = ["ACTIVE", "SUSPENDED", "CLOSED"];
 
 /// Every scope a route of the api asks for: a token with any other scope could never use it, so
 /// `ehealth-admin token issue` refuses one.
-pub const SCOPES: [&str; 7] = [
+pub const SCOPES: &[&str] = &[
+    "contract_request:create",
+    "contract_request:read",
+    "contract_request:update",
+    "contract_request:approve",
+    "contract_request:sign",
+    "contract_request:terminate",
     "service_request:write",
     "service_request:use",
     "service_request:read",

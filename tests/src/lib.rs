@@ -24,7 +24,9 @@ pub use http::{Api, JobResult};
 /// Every scope the service knows, for callers that may do anything.
 pub const ALL_SCOPES: &str =
     "service_request:write service_request:use service_request:read job:read gambit:erp \
-     private_contracts:write patient_attachment:read patient_attachment:write";
+     private_contracts:write patient_attachment:read patient_attachment:write contract_request:create \
+     contract_request:read contract_request:update contract_request:approve contract_request:sign \
+     contract_request:terminate";
 
 /// A running api (and optionally worker) over a fresh database and queue prefix.
 pub struct TestApp {

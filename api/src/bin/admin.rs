@@ -9,6 +9,8 @@ mod args;
 mod credentials;
 #[path = "admin/jobs.rs"]
 mod jobs;
+#[path = "admin/reference.rs"]
+mod reference;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -66,6 +68,9 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
         Command::Migrate => unreachable!("handled above"),
         Command::LegalEntity(command) => credentials::legal_entity(&client, command).await?,
         Command::User(command) => credentials::user(&client, command).await?,
+        Command::Reference(command) => reference::reference(&mut client, command).await?,
+        Command::Division(command) => reference::division(&client, command).await?,
+        Command::Employee(command) => reference::employee(&client, command).await?,
         Command::Token(command) => credentials::token(&client, command).await?,
         Command::ApiKey(command) => credentials::api_key(&client, command).await?,
         Command::Jobs(command) => jobs::jobs(&mut client, command).await?,

@@ -87,6 +87,9 @@ pub const TAG_SERVICE: &str = "service";
         (name = TAG_MEDIA_LINKS, description = "Presigned links to the ambulatory-contracts bucket \
             (`MEDIA_BUCKET`) for third parties, scope `private_contracts:write`, with the MIS client's \
             `api-key`. Every link is recorded as a `media_link.issued` event of its folder's stream."),
+        (name = crate::routes::contract_requests::TAG, description = "Contract requests (spec 003 and the \
+            lifecycle): a draft with upload links, create and the lifecycle actions as jobs, document 003's \
+            read with `urgent.documents`. Every route also needs the MIS client's `api-key` header."),
         (name = TAG_SERVICE, description = "The service itself."),
     ),
     modifiers(&SecuritySchemes),

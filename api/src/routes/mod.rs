@@ -7,6 +7,7 @@
 
 pub mod analysis_files;
 pub mod audit;
+pub mod contract_requests;
 pub mod health;
 pub mod jobs;
 pub mod media_links;
@@ -34,6 +35,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(openapi::router())
         .merge(analysis_files::router())
         .merge(audit::router())
+        .merge(contract_requests::router())
         .merge(jobs::router())
         .merge(media_links::router())
         .merge(patient_attachments::router())

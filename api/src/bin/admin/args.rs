@@ -31,6 +31,15 @@ pub enum Command {
     /// Users (employees) of legal entities.
     #[command(subcommand)]
     User(UserCommand),
+    /// Reference data a contract request shows: legal entities, divisions and employees from one JSON file.
+    #[command(subcommand)]
+    Reference(ReferenceCommand),
+    /// Divisions of legal entities.
+    #[command(subcommand)]
+    Division(DivisionCommand),
+    /// Employees (users with their party, speciality and position).
+    #[command(subcommand)]
+    Employee(EmployeeCommand),
     /// Bearer tokens (secrets are shown once, at issue, and never again).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -82,6 +91,92 @@ pub enum LegalEntityCommand {
     Show {
         /// The legal entity.
         id: Uuid,
+    },
+}
+
+/// `reference …`
+#[derive(Debug, Subcommand)]
+pub enum ReferenceCommand {
+    /// Upserts the legal entities, divisions and employees of FILE (`{"legal_entities":[…],"divisions":[…],
+    /// "employees":[…]}`, see docs/reference-example.json) in one transaction, after validating all of it:
+    /// a bad entry is named (`divisions[2].legal_entity_id: unknown legal entity …`) and nothing is written.
+    /// Importing the same file again changes nothing. Prints {"legal_entities":N,"divisions":N,"employees":N}.
+    Import {
+        /// The JSON document.
+        file: std::path::PathBuf,
+    },
+}
+
+/// `division …`
+#[derive(Debug, Subcommand)]
+pub enum DivisionCommand {
+    /// Creates (or, with --id of an existing one, replaces) a division; prints {"id":…}.
+    Create {
+        /// Its legal entity.
+        #[arg(long)]
+        legal_entity: Uuid,
+        /// Its id (default: a new one).
+        #[arg(long)]
+        id: Option<Uuid>,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Addresses, JSON: [{"type":"RESIDENCE","country":"UA",…}].
+        #[arg(long)]
+        addresses: Option<String>,
+        /// Phones, JSON: [{"type":"MOBILE","number":"+380…"}].
+        #[arg(long)]
+        phones: Option<String>,
+        /// E-mail.
+        #[arg(long)]
+        email: Option<String>,
+        /// Working hours, JSON: {"mon":[["08.00","12.00"]],…}.
+        #[arg(long)]
+        working_hours: Option<String>,
+        /// In a mountain area.
+        #[arg(long)]
+        mountain_group: bool,
+        /// Create it INACTIVE.
+        #[arg(long)]
+        inactive: bool,
+    },
+}
+
+/// `employee …`
+#[derive(Debug, Subcommand)]
+pub enum EmployeeCommand {
+    /// Creates (or, with --id of an existing one, replaces) an employee (a user); prints {"id":…}.
+    Create {
+        /// Its legal entity.
+        #[arg(long)]
+        legal_entity: Uuid,
+        /// Its id (default: a new one).
+        #[arg(long)]
+        id: Option<Uuid>,
+        /// First name.
+        #[arg(long)]
+        first_name: String,
+        /// Last name.
+        #[arg(long)]
+        last_name: String,
+        /// Patronymic.
+        #[arg(long)]
+        second_name: Option<String>,
+        /// Speciality, JSON: {"speciality":"THERAPIST","level":"FIRST",…}.
+        #[arg(long)]
+        speciality: Option<String>,
+        /// Position, e.g. P1.
+        #[arg(long)]
+        position: Option<String>,
+        /// e.g. OWNER, DOCTOR.
+        #[arg(long)]
+        employee_type: Option<String>,
+        /// e.g. APPROVED.
+        #[arg(long)]
+        employee_status: Option<String>,
+        /// Create the user inactive.
+        #[arg(long)]
+        inactive: bool,
     },
 }
 
