@@ -896,3 +896,127 @@ async fn sql_in_every_filter_value_is_only_data() {
         .get::<_, bool>(0);
     assert!(events, "the events table is still there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_fails_processing_visibly_and_the_attachment_stays_incomplete() {
+    use ehealth_worker::handler::{self, Processed};
+    let app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let clinic = Cliniko::basic(&app, &party);
+    let upload_url = clinic.upload(7, "gone.png", "image/png", PNG).await;
+    let body = serde_json::to_vec(&json!({"patient_id": "7", "upload_url": upload_url})).unwrap();
+    let reply = clinic
+        .send_raw(
+            Method::POST,
+            "/v1/patient_attachments",
+            Some(("application/json", body)),
+            &[("prefer", "respond-async")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let job_id: Uuid = reply.body["data"]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/Jobs/")
+        .parse()
+        .unwrap();
+    let publisher = ehealth_infra::amqp::Publisher::new(&app.config);
+
+    // The create job records the upload and chains the processing job in its transaction.
+    let created = handler::process_job(&app.pool, &publisher, &app.storage, job_id)
+        .await
+        .unwrap();
+    let Processed::Finished(outcome) = created else {
+        panic!("{created:?}")
+    };
+    assert_eq!(outcome.status_code, 201, "{outcome:?}");
+    let id = outcome.response["id"].as_str().unwrap().to_owned();
+    let process_job: Uuid = app
+        .query(
+            "SELECT id FROM jobs WHERE type = 'patient_attachment.process' AND status = 'pending'",
+            &[],
+        )
+        .await[0]
+        .get(0);
+
+    // The object disappears before processing reads it.
+    let temp_key = upload_url
+        .split_once(&format!("/{}/", app.storage.attachments_bucket))
+        .unwrap()
+        .1
+        .to_owned();
+    app.storage
+        .delete(&app.storage.attachments_bucket, &temp_key)
+        .await
+        .unwrap();
+    let processed = handler::process_job(&app.pool, &publisher, &app.storage, process_job)
+        .await
+        .unwrap();
+    let Processed::Finished(outcome) = processed else {
+        panic!("{processed:?}")
+    };
+    assert_eq!(outcome.status_code, 422, "{outcome:?}");
+    assert_eq!(
+        outcome.response["invalid"][0]["rules"][0]["description"],
+        ehealth_worker::patient_attachments::OBJECT_MISSING
+    );
+    let job = app
+        .query("SELECT status FROM jobs WHERE id = $1", &[&process_job])
+        .await[0]
+        .get::<_, String>(0);
+    assert_eq!(job, "failed", "the job says why");
+
+    let attachment = clinic.get(&format!("/v1/patient_attachments/{id}")).await;
+    assert_eq!(
+        attachment.body["processing_completed"], false,
+        "{attachment:?}"
+    );
+    assert_eq!(attachment.body["processed_at"], Value::Null);
+    let content = clinic
+        .get(&format!("/v1/patient_attachments/{id}/content"))
+        .await;
+    assert_eq!(content.status, StatusCode::NOT_FOUND, "{content:?}");
+    let stream = ehealth_domain::patient_attachment::stream_id(id.parse().unwrap());
+    let types: Vec<String> = app
+        .query(
+            "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            &[&stream],
+        )
+        .await
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(types, ["created", "processing_failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_gives_every_attachment_the_same_row_and_id() {
+    let app = TestApp::spawn().await;
+    let party = app.msp().await;
+    let clinic = Cliniko::basic(&app, &party);
+    let first = clinic.attachment(7, "a.png", "image/png", PNG).await;
+    let second = clinic.attachment(8, "b.pdf", "application/pdf", PDF).await;
+    let (a, b) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    clinic.processed(a).await;
+    clinic.processed(b).await;
+    let reply = clinic
+        .post(&format!("/v1/patient_attachments/{b}/archive"), json!({}))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{reply:?}");
+
+    let mut client = app.pool.get().await.unwrap();
+    let live = ehealth_infra::projection::dump_table(&client, "patient_attachments")
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 2);
+    ehealth_infra::projection::rebuild_all_in_chunks(&mut client, 1)
+        .await
+        .unwrap();
+    let rebuilt = ehealth_infra::projection::dump_table(&client, "patient_attachments")
+        .await
+        .unwrap();
+    assert_eq!(rebuilt, live);
+}
