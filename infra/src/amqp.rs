@@ -18,7 +18,7 @@
 //! Every broker call is bounded by `AMQP_TIMEOUT_MS`.
 
 use std::{
-    sync::Mutex as StdMutex,
+    sync::{Mutex as StdMutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -359,6 +359,7 @@ pub struct Publisher {
     timeout: Duration,
     channel: Mutex<Option<(Connection, Channel)>>,
     standing_back_until: StdMutex<Option<Instant>>,
+    marker: OnceLock<outbox::PublishedMarker>,
 }
 
 /// How long the publisher stands back after a failure.
@@ -373,6 +374,7 @@ impl Publisher {
             timeout: Duration::from_millis(config.amqp_timeout_ms),
             channel: Mutex::new(None),
             standing_back_until: StdMutex::new(None),
+            marker: OnceLock::new(),
         }
     }
 
@@ -501,9 +503,10 @@ impl Publisher {
         .await
     }
 
-    /// Publishes rows that were just committed, then marks the published ones in one statement. Nothing is
-    /// tried while the publisher stands back after a failure; whatever stays unmarked is published by the
-    /// worker's outbox relay. Takes a pooled connection only after publishing, and holds no other.
+    /// Publishes rows that were just committed and hands the published ones to the process's
+    /// [`outbox::PublishedMarker`] (started with `pool` on first use), which marks them in batches without
+    /// the caller waiting. Nothing is tried while the publisher stands back after a failure; whatever stays
+    /// unmarked is published by the worker's outbox relay. Takes no pooled connection.
     pub async fn publish_committed(
         &self,
         pool: &deadpool_postgres::Pool,
@@ -532,12 +535,8 @@ impl Publisher {
         if published.is_empty() {
             return;
         }
-        let marked = match pool.get().await {
-            Ok(client) => outbox::mark_published(&client, &published).await,
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = marked {
-            tracing::warn!(error = %e, "published but not marked; the relay will publish again");
-        }
+        self.marker
+            .get_or_init(|| outbox::PublishedMarker::spawn(pool.clone()))
+            .mark(&published);
     }
 }

@@ -4,6 +4,8 @@
 //! same legal entity while one is pending returns that job; an `Idempotency-Key` makes it explicit for 24 h.
 //! The worker [`lock`]s the job in its own transaction and [`finish`]es it there, atomically with the events.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::Actor;
@@ -219,58 +221,83 @@ pub async fn submit_with_fingerprint(
     }
 }
 
+/// Intake in one statement: an identical pending command's job, or a new job and its outbox row. Run on its
+/// own it is its own transaction (one round trip); the `Idempotency-Key` path runs it inside one.
+static SUBMIT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH pending AS ( \
+           SELECT {COLUMNS} FROM jobs \
+           WHERE owner_legal_entity_id = $7 AND command_hash = $8 AND status = 'pending'), \
+         job AS ( \
+           INSERT INTO jobs (id, type, stream_type, stream_id, command, actor, owner_legal_entity_id, \
+             command_hash, idempotency_key, request_id, eta) \
+           SELECT $1::uuid, $2::text, $3::text, $4::uuid, $5::jsonb, $6::jsonb, $7::uuid, $8::text, $9::text, \
+             $10::text, $11::timestamptz \
+           WHERE NOT EXISTS (SELECT 1 FROM pending) \
+           RETURNING {COLUMNS}), \
+         message AS ( \
+           INSERT INTO outbox (message_id, exchange, routing_key, payload) \
+           SELECT id, $12::text, $13::text, $14::jsonb FROM job RETURNING id) \
+         SELECT {COLUMNS}, (SELECT id FROM message) AS outbox_id FROM job \
+         UNION ALL SELECT {COLUMNS}, NULL FROM pending"
+    )
+});
+
+static SELECT_BY_IDEMPOTENCY_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND idempotency_key = $2")
+});
+
 async fn try_submit(pool: &Pool, new: &NewJob, hash: &str) -> Result<Submitted, SubmitError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
+    let Some(key) = &new.idempotency_key else {
+        return Ok(insert_or_find(&client, new, hash).await?);
+    };
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let owner = new.actor.legal_entity_id;
-
-    if let Some(key) = &new.idempotency_key {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND idempotency_key = $2"
-        );
-        if let Some(row) = tx
-            .query_opt(&sql, &[&owner, key])
-            .await
-            .map_err(StoreError::from)?
-        {
-            let job = from_row(&row)?;
-            if job.inserted_at > Utc::now() - Duration::hours(IDEMPOTENCY_WINDOW_HOURS) {
-                return if job.command_hash == hash {
-                    Ok(Submitted::Existing(job))
-                } else {
-                    Err(SubmitError::IdempotencyKeyReused)
-                };
-            }
-            tx.execute(
-                "UPDATE jobs SET idempotency_key = NULL WHERE id = $1",
-                &[&job.id],
-            )
-            .await
-            .map_err(StoreError::from)?;
-        }
-    }
-
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND command_hash = $2 AND status = 'pending'"
-    );
+    let statement = tx
+        .prepare_cached(&SELECT_BY_IDEMPOTENCY_KEY)
+        .await
+        .map_err(StoreError::from)?;
     if let Some(row) = tx
-        .query_opt(&sql, &[&owner, &hash])
+        .query_opt(&statement, &[&owner, key])
         .await
         .map_err(StoreError::from)?
     {
-        return Ok(Submitted::Existing(from_row(&row)?));
+        let job = from_row(&row)?;
+        if job.inserted_at > Utc::now() - Duration::hours(IDEMPOTENCY_WINDOW_HOURS) {
+            return if job.command_hash == hash {
+                Ok(Submitted::Existing(job))
+            } else {
+                Err(SubmitError::IdempotencyKeyReused)
+            };
+        }
+        let statement = tx
+            .prepare_cached("UPDATE jobs SET idempotency_key = NULL WHERE id = $1")
+            .await
+            .map_err(StoreError::from)?;
+        tx.execute(&statement, &[&job.id])
+            .await
+            .map_err(StoreError::from)?;
     }
+    let submitted = insert_or_find(&tx, new, hash).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(submitted)
+}
 
+/// Runs [`SUBMIT`]: the identical pending command's job, or the new job with its outbox row.
+async fn insert_or_find(
+    client: &impl GenericClient,
+    new: &NewJob,
+    hash: &str,
+) -> Result<Submitted, StoreError> {
     let id = Uuid::new_v4();
     let eta = Utc::now() + Duration::seconds(ETA_SECONDS);
-    let actor = serde_json::to_value(&new.actor).map_err(StoreError::from)?;
-    let sql = format!(
-        "INSERT INTO jobs (id, type, stream_type, stream_id, command, actor, owner_legal_entity_id, command_hash, \
-         idempotency_key, request_id, eta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
-    );
-    let row = tx
+    let actor = serde_json::to_value(&new.actor)?;
+    let payload = json!({ "job_id": id });
+    let statement = client.prepare_cached(&SUBMIT).await?;
+    let row = client
         .query_one(
-            &sql,
+            &statement,
             &[
                 &id,
                 &new.job_type,
@@ -278,26 +305,44 @@ async fn try_submit(pool: &Pool, new: &NewJob, hash: &str) -> Result<Submitted, 
                 &new.stream_id,
                 &new.command,
                 &actor,
-                &owner,
+                &new.actor.legal_entity_id,
                 &hash,
                 &new.idempotency_key,
                 &new.request_id,
                 &eta,
+                &outbox::COMMANDS,
+                &outbox::COMMAND_ROUTING_KEY,
+                &payload,
             ],
         )
-        .await
-        .map_err(StoreError::from)?;
+        .await?;
     let job = from_row(&row)?;
-    let message = outbox::insert(
-        &tx,
-        outbox::COMMANDS,
-        outbox::COMMAND_ROUTING_KEY,
-        &json!({ "job_id": id }),
-        id,
-    )
-    .await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(Submitted::Created(job, message))
+    let outbox_id: Option<i64> = row.get("outbox_id");
+    Ok(match outbox_id {
+        Some(outbox_id) => {
+            let message = outbox::OutboxMessage {
+                id: outbox_id,
+                message_id: id,
+                exchange: outbox::COMMANDS.to_owned(),
+                routing_key: outbox::COMMAND_ROUTING_KEY.to_owned(),
+                payload,
+            };
+            Submitted::Created(job, message)
+        }
+        None => Submitted::Existing(job),
+    })
+}
+
+/// Intake inside the caller's transaction, for commands the service submits itself (the worker's scheduler):
+/// the same statement as [`submit_with_fingerprint`] — an identical pending command of the same actor, by
+/// `fingerprint`, returns its job instead of a new one — committed with whatever else the caller writes. A
+/// created job's message is published after that commit (by the relay otherwise).
+pub async fn submit_in(
+    tx: &impl GenericClient,
+    new: &NewJob,
+    fingerprint: &Value,
+) -> Result<Submitted, StoreError> {
+    insert_or_find(tx, new, &new.command_hash(fingerprint)).await
 }
 
 /// Writes a job that another job's transaction chains (e.g. processing after a patient attachment was
@@ -490,9 +535,10 @@ fn truncate(text: &str, max: usize) -> &str {
 /// Deletes finished jobs older than `ttl_days`. Their events stay forever.
 pub async fn purge_finished(client: &impl GenericClient, ttl_days: i64) -> Result<u64, StoreError> {
     let cutoff = Utc::now() - Duration::days(ttl_days);
-    Ok(client
-        .execute("DELETE FROM jobs WHERE finished_at < $1", &[&cutoff])
-        .await?)
+    let statement = client
+        .prepare_cached("DELETE FROM jobs WHERE finished_at < $1")
+        .await?;
+    Ok(client.execute(&statement, &[&cutoff]).await?)
 }
 
 /// Shortens an eHealth error body to at most `max` bytes of JSON: `rules[].params` are dropped first, then

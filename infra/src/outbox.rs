@@ -4,8 +4,9 @@
 //! whatever stayed unpublished (the api died, the broker was down). Delivery is at least once: consumers
 //! are idempotent.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -70,6 +71,47 @@ pub async fn mark_published(client: &impl GenericClient, ids: &[i64]) -> Result<
         .await?;
     client.execute(&statement, &[&ids]).await?;
     Ok(())
+}
+
+/// Marks published rows in the background, as many per statement as were published meanwhile: a publisher
+/// hands the ids over and does not wait, so neither a request nor a job holds a pooled connection (or waits
+/// for one) to mark its message. A mark that is lost (the database is down, the process stops first) leaves
+/// the row to the relay, which publishes it again: delivery is at least once and consumers are idempotent.
+#[derive(Debug, Clone)]
+pub struct PublishedMarker {
+    sender: mpsc::UnboundedSender<i64>,
+}
+
+/// The most ids one marking statement carries.
+const MARK_BATCH: usize = 4096;
+
+impl PublishedMarker {
+    /// Starts the marking task on the current tokio runtime; it ends when the last clone is dropped.
+    pub fn spawn(pool: Pool) -> Self {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<i64>();
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(MARK_BATCH);
+            while receiver.recv_many(&mut ids, MARK_BATCH).await > 0 {
+                let marked = match pool.get().await {
+                    Ok(client) => mark_published(&client, &ids).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = marked {
+                    tracing::warn!(error = %e, count = ids.len(), "published but not marked; the relay will publish again");
+                }
+                ids.clear();
+            }
+        });
+        Self { sender }
+    }
+
+    /// Queues rows to be marked published.
+    pub fn mark(&self, ids: &[i64]) {
+        for id in ids {
+            // Fails only once the task is gone (the runtime is stopping): the relay publishes the row again.
+            let _ = self.sender.send(*id);
+        }
+    }
 }
 
 /// How long a relay's claim on a row lasts: time enough to publish a batch; after it, another relay may

@@ -673,23 +673,32 @@ async fn is_send_true_publishes_exactly_one_integration_event() {
     assert_eq!(next["file_id"], sentinel, "{next}");
     events.close().await;
 
-    // Nothing is left for the relay to publish later: one outbox row per announcement, all published.
-    let rows = app
-        .query(
-            "SELECT payload->>'file_id', published_at IS NOT NULL FROM outbox \
-             WHERE routing_key = 'analysis_file.send_requested' ORDER BY id",
-            &[],
-        )
+    // Nothing is left for the relay to publish later: one outbox row per announcement, all published and
+    // marked by the worker that wrote them (its marks are batched in the background: within moments, well
+    // before the relay would take a row, `relay::MIN_AGE_MS`).
+    let expected = [
+        (id.clone(), true),
+        (sentinel.clone(), true),
+        (sentinel, true),
+    ];
+    let announced = || async {
+        let rows = app
+            .query(
+                "SELECT payload->>'file_id', published_at IS NOT NULL FROM outbox \
+                 WHERE routing_key = 'analysis_file.send_requested' ORDER BY id",
+                &[],
+            )
+            .await;
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(String, bool)>>()
+    };
+    let marked = app
+        .eventually(Duration::from_millis(2500), || async {
+            announced().await == expected
+        })
         .await;
-    let announced: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        announced,
-        [
-            (id.clone(), true),
-            (sentinel.clone(), true),
-            (sentinel, true)
-        ]
-    );
+    assert!(marked, "{:?}", announced().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
