@@ -1,10 +1,14 @@
 //! Authentication and authorization, in the order the specification gives: api-key (401) → token valid and
 //! not expired (401) → scope (403 "invalid scopes") → user active (403) → legal entity active (403 or the
 //! endpoint's own answer).
+//!
+//! Verified credentials are kept for `AUTH_CACHE_TTL_MS` ([`ehealth_infra::identity::Credentials`]), so a
+//! request usually checks them without a database query; revocations and status changes take effect within
+//! that bound, and expiry is checked on every request.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use chrono::Utc;
-use ehealth_infra::identity::{self, Principal};
+use ehealth_infra::identity::Principal;
 
 use crate::{ApiError, AppState};
 
@@ -35,12 +39,7 @@ impl FromRequestParts<AppState> for ApiKey {
         if key.is_empty() {
             return Err(ApiError::Unauthorized("api-key is missing".to_owned()));
         }
-        let client = state
-            .pool
-            .get()
-            .await
-            .map_err(ehealth_infra::StoreError::from)?;
-        if identity::api_key_is_valid(&client, key).await? {
+        if state.credentials.api_key_is_valid(&state.pool, key).await? {
             Ok(ApiKey)
         } else {
             Err(ApiError::Unauthorized("invalid api-key".to_owned()))
@@ -70,12 +69,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized(UNAUTHORIZED.to_owned()))?;
-        let client = state
-            .pool
-            .get()
-            .await
-            .map_err(ehealth_infra::StoreError::from)?;
-        let principal = identity::principal(&client, token)
+        let principal = state
+            .credentials
+            .principal(&state.pool, token)
             .await?
             .ok_or_else(|| ApiError::Unauthorized(UNAUTHORIZED.to_owned()))?;
         if principal.expires_at <= Utc::now() {

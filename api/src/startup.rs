@@ -9,6 +9,7 @@ use ehealth_infra::{
     db,
     finished_jobs::{FinishedJobs, Listener},
     health::BrokerProbe,
+    identity::Credentials,
     storage::{embedded_keys, Storage},
     Config,
 };
@@ -35,6 +36,8 @@ pub struct AppState {
     pub finished_jobs: FinishedJobs,
     /// One broker connection for readiness checks, so probes do not open a connection each.
     pub broker: Arc<BrokerProbe>,
+    /// Verified api-keys and tokens, kept for `AUTH_CACHE_TTL_MS`.
+    pub credentials: Arc<Credentials>,
 }
 
 /// A built api, bound to its port, ready to serve.
@@ -98,6 +101,9 @@ impl Application {
             storage,
             finished_jobs: finished_jobs.clone(),
             broker: broker.clone(),
+            credentials: Arc::new(Credentials::new(std::time::Duration::from_millis(
+                config.auth_cache_ttl_ms,
+            ))),
             config: Arc::new(config),
         };
         let router = routes::router(state.clone())

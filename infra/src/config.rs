@@ -64,6 +64,11 @@ pub struct Config {
     /// Maximum Postgres connections per process. The worker uses at least `WORKER_PREFETCH` + 4 (one per job
     /// in flight, the relay, the sweeper, the scheduler and the dead-letter consumer), whatever this says.
     pub db_pool_size: usize,
+    /// How long the api trusts a verified api-key or bearer token without asking the database again, in
+    /// milliseconds (a bounded in-process cache keyed by the secret's SHA-256). A revocation, or a change of
+    /// the user's or legal entity's status, takes effect within this bound; a token's expiry is checked on
+    /// every request. At most 60000; 0 asks the database on every request.
+    pub auth_cache_ttl_ms: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// URL of an external S3-compatible object store (AWS S3, MinIO, Ceph RGW). Unset: `ehealth-api` serves
@@ -147,6 +152,7 @@ impl Default for Config {
             outbox_relay_interval_ms: 1000,
             scheduler_interval_seconds: 60,
             db_pool_size: 16,
+            auth_cache_ttl_ms: 5000,
             log_format: "text".to_owned(),
             s3_endpoint: None,
             s3_public_endpoint: None,
@@ -210,6 +216,7 @@ impl Config {
         "outbox_relay_interval_ms",
         "scheduler_interval_seconds",
         "db_pool_size",
+        "auth_cache_ttl_ms",
         "log_format",
         "s3_endpoint",
         "s3_public_endpoint",
@@ -308,6 +315,12 @@ impl Config {
         if self.s3_bucket_files.is_empty() || self.s3_bucket_attachments.is_empty() {
             return Err(ConfigError(
                 "S3_BUCKET_FILES and S3_BUCKET_ATTACHMENTS must name buckets".to_owned(),
+            ));
+        }
+        if self.auth_cache_ttl_ms > 60_000 {
+            return Err(ConfigError(
+                "AUTH_CACHE_TTL_MS must be 0 to 60000 (a revocation must take effect within a minute)"
+                    .to_owned(),
             ));
         }
         if self.app_env.is_empty()

@@ -97,8 +97,15 @@ pub async fn principal(
     client: &impl GenericClient,
     token: &str,
 ) -> Result<Option<Principal>, StoreError> {
+    principal_by_hash(client, &secret_digest(token)).await
+}
+
+async fn principal_by_hash(
+    client: &impl GenericClient,
+    hash: &[u8; 32],
+) -> Result<Option<Principal>, StoreError> {
     let statement = client.prepare_cached(SELECT_PRINCIPAL).await?;
-    let Some(row) = client.query_opt(&statement, &[&hash_secret(token)]).await? else {
+    let Some(row) = client.query_opt(&statement, &[&hash.as_slice()]).await? else {
         return Ok(None);
     };
     let client_type: String = row.get(5);
@@ -117,16 +124,143 @@ pub async fn principal(
     }))
 }
 
+/// How many credentials of each kind [`Credentials`] keeps at most: a bounded memory cost (a few MiB at
+/// most) whatever the number of callers.
+pub const CREDENTIAL_CACHE_CAPACITY: usize = 10_000;
+
+/// Verified api-keys and bearer tokens, kept for a short time so that most requests check their
+/// credentials without a database query.
+///
+/// Entries are keyed by the SHA-256 of the secret (what the database stores; the secret itself is never
+/// kept), live `AUTH_CACHE_TTL_MS` and are bounded by [`CREDENTIAL_CACHE_CAPACITY`] per kind. Only what the
+/// database confirmed is kept: an unknown or revoked secret is asked about every time. So a revocation, or a
+/// change of a user's or legal entity's status, takes effect within the TTL; a token's expiry is still
+/// checked on every request, against the cached `expires_at`.
+#[derive(Debug)]
+pub struct Credentials {
+    api_keys: TtlMap<()>,
+    tokens: TtlMap<Principal>,
+}
+
+impl Credentials {
+    /// A cache whose entries live `ttl`; a zero `ttl` keeps nothing (every request asks the database).
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            api_keys: TtlMap::new(ttl, CREDENTIAL_CACHE_CAPACITY),
+            tokens: TtlMap::new(ttl, CREDENTIAL_CACHE_CAPACITY),
+        }
+    }
+
+    /// Whether `api_key` belongs to an active API client, from the cache or (taking a pooled connection only
+    /// then) the database.
+    pub async fn api_key_is_valid(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        api_key: &str,
+    ) -> Result<bool, StoreError> {
+        let hash = secret_digest(api_key);
+        if self.api_keys.get(&hash).is_some() {
+            return Ok(true);
+        }
+        let client = pool.get().await?;
+        let valid = api_key_hash_is_valid(&client, &hash).await?;
+        if valid {
+            self.api_keys.insert(hash, ());
+        }
+        Ok(valid)
+    }
+
+    /// The principal of a bearer token, expired or not (the caller checks `expires_at`), from the cache or
+    /// (taking a pooled connection only then) the database; `None` if unknown or revoked.
+    pub async fn principal(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        token: &str,
+    ) -> Result<Option<Principal>, StoreError> {
+        let hash = secret_digest(token);
+        if let Some(principal) = self.tokens.get(&hash) {
+            return Ok(Some(principal));
+        }
+        let client = pool.get().await?;
+        let principal = principal_by_hash(&client, &hash).await?;
+        if let Some(principal) = &principal {
+            self.tokens.insert(hash, principal.clone());
+        }
+        Ok(principal)
+    }
+}
+
+/// A map from a secret's SHA-256 to a value, each entry valid for `ttl`, at most `capacity` entries.
+#[derive(Debug)]
+struct TtlMap<V> {
+    ttl: std::time::Duration,
+    capacity: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, V)>>,
+}
+
+impl<V: Clone> TtlMap<V> {
+    fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<V> {
+        let mut entries = self.entries.lock().ok()?;
+        match entries.get(key) {
+            Some((until, value)) if std::time::Instant::now() < *until => Some(value.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: [u8; 32], value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (until, _)| now < *until);
+            // Still full of live entries: make room by dropping one of them (it is asked about again).
+            if entries.len() >= self.capacity {
+                if let Some(victim) = entries.keys().next().copied() {
+                    entries.remove(&victim);
+                }
+            }
+        }
+        entries.insert(key, (now + self.ttl, value));
+    }
+}
+
+fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
 /// Whether `api_key` belongs to an active API client.
 pub async fn api_key_is_valid(
     client: &impl GenericClient,
     api_key: &str,
 ) -> Result<bool, StoreError> {
+    api_key_hash_is_valid(client, &secret_digest(api_key)).await
+}
+
+async fn api_key_hash_is_valid(
+    client: &impl GenericClient,
+    hash: &[u8; 32],
+) -> Result<bool, StoreError> {
     let statement = client
         .prepare_cached("SELECT 1 FROM api_clients WHERE key_hash = $1 AND is_active")
         .await?;
     Ok(client
-        .query_opt(&statement, &[&hash_secret(api_key)])
+        .query_opt(&statement, &[&hash.as_slice()])
         .await?
         .is_some())
 }

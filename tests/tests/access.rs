@@ -284,6 +284,13 @@ async fn a_suspended_or_closed_legal_entity_cannot_read_its_jobs() {
         identity::set_legal_entity_status(&client, msp.legal_entity_id, status)
             .await
             .unwrap();
+        // The api trusts a verified token for AUTH_CACHE_TTL_MS: a status change takes effect within it.
+        let bound = std::time::Duration::from_millis(app.config.auth_cache_ttl_ms)
+            + std::time::Duration::from_secs(2);
+        let refused = app
+            .eventually(bound, || async { api.get(&href).await.status == 403 })
+            .await;
+        assert!(refused, "{status} takes effect within {bound:?}");
         for path in [href.clone(), href.replace("/Jobs/", "/api/jobs/")] {
             api.get(&path)
                 .await

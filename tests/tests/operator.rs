@@ -1,5 +1,5 @@
 //! What the operator's CLI (`ehealth-admin`) does, seen from the running services: a revoked token or api-key
-//! is answered 401; a job run again ends once the worker takes it; every way a job ends `failed_with_error`
+//! is answered 401 (within the api's credential cache TTL; an expired token at once); a job run again ends once the worker takes it; every way a job ends `failed_with_error`
 //! records who ended it and why, for operators only. The CLI surface itself is tested in
 //! `api/tests/admin_cli.rs`; here the same infra functions it calls run against the real api and worker.
 
@@ -59,12 +59,15 @@ async fn a_revoked_token_or_api_key_is_answered_401_like_one_never_issued() {
         .unwrap()
         .unwrap();
     assert_eq!(revoked.status, "revoked");
-    let reply = app.api(&party.token).get(&path).await;
-    assert_eq!(
-        (reply.status, reply.body["error"].clone()),
-        (never_issued.status, never_issued.body["error"].clone()),
-        "{reply:?}"
-    );
+    // The api trusts a verified token for AUTH_CACHE_TTL_MS: the revocation takes effect within that bound.
+    let bound = cache_bound(&app);
+    let refused = eventually(bound, || async {
+        let reply = app.api(&party.token).get(&path).await;
+        (reply.status, reply.body["error"].clone())
+            == (never_issued.status, never_issued.body["error"].clone())
+    })
+    .await;
+    assert!(refused, "a revoked token is refused within {bound:?}");
 
     // Another token of the same user still works: revocation is per token.
     let other = app
@@ -86,8 +89,57 @@ async fn a_revoked_token_or_api_key_is_answered_401_like_one_never_issued() {
         .await
         .unwrap()
         .unwrap();
-    let reply = with_key().get(&path).await;
-    reply.assert_error(401, "invalid api-key");
+    let refused = eventually(bound, || async {
+        with_key().get(&path).await.status == 401
+    })
+    .await;
+    assert!(refused, "a revoked api-key is refused within {bound:?}");
+    with_key()
+        .get(&path)
+        .await
+        .assert_error(401, "invalid api-key");
+}
+
+/// How long a revocation may take to reach the api: its credential cache's TTL, and a margin for the
+/// requests themselves.
+fn cache_bound(app: &TestApp) -> Duration {
+    Duration::from_millis(app.config.auth_cache_ttl_ms) + Duration::from_secs(2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_while_cached_is_refused_at_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let party = app.msp().await;
+    let path = format!("/api/service_requests/{}", Uuid::new_v4());
+    let lifetime = chrono::Duration::seconds(2);
+    let token = app
+        .token(
+            party.user_id,
+            ehealth_domain::ClientType::Msp,
+            "service_request:read",
+            lifetime,
+        )
+        .await;
+    let expires_at = chrono::Utc::now() + lifetime;
+    // Verified once, and so cached for AUTH_CACHE_TTL_MS (longer than the token lives).
+    let first_use = std::time::Instant::now();
+    assert_eq!(app.api(&token).get(&path).await.status, 404);
+    assert!(Duration::from_millis(app.config.auth_cache_ttl_ms) > Duration::from_secs(3));
+    let refused = eventually(Duration::from_secs(10), || async {
+        app.api(&token).get(&path).await.status == 401
+    })
+    .await;
+    assert!(refused, "the expired token is refused");
+    // Refused when it expired, not when its cache entry lapsed: expiry is checked on every request.
+    assert!(
+        chrono::Utc::now() < expires_at + chrono::Duration::milliseconds(1500),
+        "refused {:?} after its first use, too late for an expiry check",
+        first_use.elapsed()
+    );
+    app.api(&token)
+        .get(&path)
+        .await
+        .assert_error(401, "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
