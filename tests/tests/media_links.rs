@@ -167,7 +167,6 @@ async fn the_api_key_the_token_and_the_scope_are_checked_in_that_order() {
     let clinic = app.msp().await;
     let secret = json!({"secret": {"action": "GET", "resource_name": "a.pdf"}});
 
-
     let reply = post(app.api(&clinic.token).without_api_key(), secret.clone()).await;
     reply.assert_error(401, "api-key is missing");
     let reply = post(

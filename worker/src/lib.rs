@@ -18,6 +18,7 @@ pub mod handler;
 pub mod http;
 pub mod patient_attachments;
 pub mod relay;
+pub mod scheduler;
 pub mod startup;
 pub mod sweeper;
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::{
     consumer::{self, Commands},
     dead_letters::{self, DeadLetters},
-    fault, http, relay, sweeper,
+    fault, http, relay, scheduler, sweeper,
 };
 
 /// A built worker.
@@ -32,7 +32,7 @@ impl Worker {
                 db_pool_size = config.db_pool_size,
                 pool_size,
                 prefetch = config.worker_prefetch,
-                "worker pool raised to WORKER_PREFETCH + 3 connections"
+                "worker pool raised to WORKER_PREFETCH + 4 connections"
             );
         }
         fault::warn_if_ignored();
@@ -98,6 +98,12 @@ impl Worker {
                 pool.clone(),
                 publisher.clone(),
                 self.commands.storage.clone(),
+                config.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(scheduler::run(
+                pool.clone(),
+                publisher.clone(),
                 config.clone(),
                 stopped.clone(),
             )),
