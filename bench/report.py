@@ -18,6 +18,9 @@ ROWS = [
      "pgbench -M prepared, the same SQL (bench/intake.sql), 64 clients", "pgb_intake.tps", "req/s"),
     ("intake p50", "intake.p50", "pgbench p50", "pgb_intake.p50", "ms"),
     ("intake p99", "intake.p99", "pgbench p99", "pgb_intake.p99", "ms"),
+    ("intake (same runs)", "intake.rps", "pgbench, the intake's SQL at da85656 (bench/intake_da85656.sql)",
+     "pgb_intake0.tps", "req/s"),
+    ("intake p99 (same runs)", "intake.p99", "pgbench p99, the intake's SQL at da85656", "pgb_intake0.p99", "ms"),
     ("end-to-end: queued creates drained by one worker, default config", "e2e.jps",
      "pgbench, the worker's per-job SQL (bench/worker.sql), 16 clients", "pgb_worker.tps", "jobs/s"),
     ("end-to-end (same runs)", "e2e.jps",
@@ -32,11 +35,13 @@ ROWS = [
 LOADS = {
     "intake.rps": "intake", "intake.p50": "intake", "intake.p99": "intake", "e2e.jps": "e2e", "poll.rps": "poll",
     "poll.p99": "poll", "rebuild.eps": "rebuild", "pgb_intake.tps": "pgb_intake", "pgb_intake.p50": "pgb_intake",
-    "pgb_intake.p99": "pgb_intake", "pgb_worker.tps": "pgb_worker", "gw_work.jps": "gw_work",
+    "pgb_intake.p99": "pgb_intake", "pgb_intake0.tps": "pgb_intake0", "pgb_intake0.p99": "pgb_intake0",
+    "pgb_worker.tps": "pgb_worker", "gw_work.jps": "gw_work",
     "gw_noop.jps": "gw_noop", "pgb_poll.tps": "pgb_poll", "pgb_poll.p99": "pgb_poll", "copy.rps": "copy",
 }
 CPU_RUNS = [
     ("intake", "intake (service)", "req"), ("pgb_intake", "intake (pgbench)", "tx"),
+    ("pgb_intake0", "intake (pgbench, SQL at da85656)", "tx"),
     ("e2e", "end-to-end drain (service)", "job"), ("pgb_worker", "end-to-end (pgbench)", "job"),
     ("gw_work", "Graphile Worker, comparable task", "job"), ("gw_noop", "Graphile Worker, no-op", "job"),
     ("poll", "poll (service)", "req"), ("pgb_poll", "poll (pgbench)", "tx"),

@@ -6,7 +6,8 @@
 # own, and measures, each path in BENCH_REPS interleaved repetitions (service, baseline, service, …) with the
 # load average before each run:
 #   intake    POST create, 64 connections, BENCH_DURATION s, worker stopped (wrk, bench/intake.lua)
-#             vs pgbench -M prepared running the intake's SQL (bench/intake.sql)
+#             vs pgbench -M prepared running the intake's SQL (bench/intake.sql), and the intake's SQL
+#             before issue 11 (bench/intake_da85656.sql, a fixed reference)
 #   e2e       BENCH_E2E_JOBS queued creates drained by one worker with the default configuration
 #             vs pgbench running the worker's per-job SQL at 16 clients (bench/worker.sql), and vs Graphile
 #             Worker (bench/graphile, its own database) with a comparable task and with a no-op task
@@ -278,12 +279,23 @@ bench_intake() {
     record "load.pgb_intake $rep $(load_avg)"
     cpu_start
     run_pgbench "pgb_intake.$rep" -c "$CONNECTIONS" -T "$DURATION" -f bench/intake.sql -D k=0 \
-      -D base=$((rep * 1000000000)) -D le="$LE" -D keyhash="$KEY_HASH" -D tokenhash="$TOKEN_HASH" -D actor="$ACTOR"
+      -D base=$((rep * 1000000000)) -D le="$LE" -D actor="$ACTOR"
     tps=$(pgbench_tps "$OUT/pgb_intake.$rep.out")
     cpu_stop pgb_intake "$rep" "$(awk -v t="$tps" -v d="$DURATION" 'BEGIN {print int(t * d)}')"
     record "pgb_intake.tps $rep $tps"
     record "pgb_intake.p50 $rep $(pgbench_percentile 50)"
     record "pgb_intake.p99 $rep $(pgbench_percentile 99)"
+
+    say "intake $rep/$REPS: pgbench (bench/intake_da85656.sql: the intake's SQL before issue 11)"
+    record "load.pgb_intake0 $rep $(load_avg)"
+    cpu_start
+    run_pgbench "pgb_intake0.$rep" -c "$CONNECTIONS" -T "$DURATION" -f bench/intake_da85656.sql -D k=0 \
+      -D base=$((rep * 1000000000 + 500000000)) -D le="$LE" -D keyhash="$KEY_HASH" -D tokenhash="$TOKEN_HASH" \
+      -D actor="$ACTOR"
+    tps=$(pgbench_tps "$OUT/pgb_intake0.$rep.out")
+    cpu_stop pgb_intake0 "$rep" "$(awk -v t="$tps" -v d="$DURATION" 'BEGIN {print int(t * d)}')"
+    record "pgb_intake0.tps $rep $tps"
+    record "pgb_intake0.p99 $rep $(pgbench_percentile 99)"
   done
   # Every 202 must have been a new job, not the replay of an identical command.
   created=$(sql -c "SELECT count(*) FROM jobs WHERE request_id <> 'c0ffee00-0000-4000-8000-000000000000'")
