@@ -1005,6 +1005,8 @@ fn the_known_scopes_are_every_scope_a_route_asks_for() {
         analysis_files::SCOPE,
         audit::SCOPE,
         ehealth_api::routes::media_links::SCOPE,
+        ehealth_api::routes::patient_attachments::READ,
+        ehealth_api::routes::patient_attachments::WRITE,
     ];
     let mut known = ehealth_infra::identity::SCOPES.to_vec();
     known.sort_unstable();

@@ -33,6 +33,8 @@ pub const SCOPES: &[&str] = &[
     "gambit:erp",
     "audit:read",
     "private_contracts:write",
+    "patient_attachment:read",
+    "patient_attachment:write",
 ];
 
 /// The authenticated caller behind a bearer token.

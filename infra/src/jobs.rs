@@ -398,13 +398,15 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, S
         .transpose()
 }
 
-/// Locks a job for the rest of the caller's transaction and counts the attempt, so that two deliveries of
-/// one message cannot both process it. `None` for an unknown id.
+static LOCK: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"));
+
+/// Locks a job for the rest of the caller's transaction, so that two deliveries of one message cannot both
+/// process it. `None` for an unknown id. A row lock, not a write: the attempt is counted by [`finish`] in
+/// the same transaction (an attempt that rolls back leaves no trace either way), so a job's row gets one new
+/// version per job, not two.
 pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
-    let sql = format!(
-        "UPDATE jobs SET attempts = attempts + 1, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-    );
-    let statement = client.prepare_cached(&sql).await?;
+    let statement = client.prepare_cached(&LOCK).await?;
     client
         .query_opt(&statement, &[&id])
         .await?
@@ -426,7 +428,8 @@ pub struct Outcome {
     pub links: Vec<Link>,
 }
 
-/// Finishes a job with its outcome. Error bodies are capped at [`MAX_ERROR_BODY_BYTES`].
+/// Finishes a job with its outcome and counts the attempt that decided it (see [`lock`]). Error bodies are
+/// capped at [`MAX_ERROR_BODY_BYTES`].
 pub async fn finish(
     client: &impl GenericClient,
     id: Uuid,
@@ -440,8 +443,9 @@ pub async fn finish(
     let links = serde_json::to_value(&outcome.links)?;
     let statement = client
         .prepare_cached(
-            "UPDATE jobs SET status = $2, status_code = $3, response = $4, links = $5, updated_at = now(), \
-             finished_at = now() WHERE id = $1 AND status = 'pending'",
+            "UPDATE jobs SET status = $2, status_code = $3, response = $4, links = $5, \
+             attempts = attempts + 1, updated_at = now(), finished_at = now() \
+             WHERE id = $1 AND status = 'pending'",
         )
         .await?;
     client

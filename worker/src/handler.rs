@@ -6,6 +6,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
     analysis_file::AnalysisFilesAggregate,
@@ -15,12 +16,15 @@ use ehealth_domain::{
 };
 use ehealth_infra::{
     amqp::Publisher,
-    event_store::{self, Metadata},
+    event_store::{self, Loaded, Metadata},
     identity,
     jobs::{self, EndedBy, Job, JobStatus, Link, Outcome},
     metrics,
     outbox::{self, OutboxMessage},
-    projection::{service_request as service_request_projection, Projection},
+    projection::{
+        service_request::{self as service_request_projection, ServiceRequestRow},
+        Projection,
+    },
     storage::{deletions, Storage},
     StoreError,
 };
@@ -42,6 +46,18 @@ pub struct Effects {
     /// Jobs to chain on the same stream, for the same actor and request (job type, serialized command):
     /// written with their outbox rows in the transaction, so they exist exactly when it commits.
     pub chained: Vec<(String, Value)>,
+}
+
+/// What [`Projection::project`] was given after an append: the stream's version and the times of its first
+/// and last events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projected {
+    /// The stream's version after the append.
+    pub version: i64,
+    /// When the stream's first event was recorded.
+    pub inserted_at: DateTime<Utc>,
+    /// When the appended events were recorded.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// An aggregate the worker can run commands for: a projection plus what its commands need from the outside
@@ -75,6 +91,20 @@ pub trait Handled: Projection {
         before: &Self::State,
         after: &Self::State,
     ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// [`Handled::answer`] for a command whose events were appended and projected, knowing what the
+    /// projection wrote from them (`projected`): an aggregate whose answer is its projected row can build it
+    /// from `after` instead of reading it back. By default [`Handled::answer`].
+    fn answer_projected(
+        tx: &impl GenericClient,
+        stream_id: Uuid,
+        command: &Self::Command,
+        before: &Self::State,
+        after: &Self::State,
+        _projected: &Projected,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send {
+        Self::answer(tx, stream_id, command, before, after)
+    }
 
     /// What must happen after the commit, for a decision or a rejection.
     fn effects(
@@ -112,6 +142,36 @@ impl Handled for ServiceRequestAggregate {
         _after: &Self::State,
     ) -> Result<Outcome, StoreError> {
         let row = service_request_projection::get(tx, stream_id).await?;
+        Ok(Outcome {
+            status: JobStatus::Processed,
+            status_code: if before.0.is_none() { 201 } else { 200 },
+            links: vec![Link {
+                entity: Self::ENTITY.to_owned(),
+                href: service_request_projection::href(stream_id),
+            }],
+            response: row.map(|r| r.to_json()).unwrap_or_default(),
+        })
+    }
+
+    /// The row the projection has just written, built from the state instead of read back: one statement
+    /// less per job.
+    async fn answer_projected(
+        _tx: &impl GenericClient,
+        stream_id: Uuid,
+        _command: &ServiceRequestCommand,
+        before: &Self::State,
+        after: &Self::State,
+        projected: &Projected,
+    ) -> Result<Outcome, StoreError> {
+        let row = after.0.as_ref().map(|sr| {
+            ServiceRequestRow::from_state(
+                stream_id,
+                sr,
+                projected.version,
+                projected.inserted_at,
+                projected.updated_at,
+            )
+        });
         Ok(Outcome {
             status: JobStatus::Processed,
             status_code: if before.0.is_none() { 201 } else { 200 },
@@ -178,6 +238,12 @@ pub async fn process_job(
         PatientAttachmentAggregate::STREAM_TYPE => {
             run::<PatientAttachmentAggregate>(pool, publisher, storage, &job).await
         }
+        ehealth_domain::contract_request::ContractRequestAggregate::STREAM_TYPE => {
+            run::<ehealth_domain::contract_request::ContractRequestAggregate>(
+                pool, publisher, storage, &job,
+            )
+            .await
+        }
         other => {
             finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
         }
@@ -202,14 +268,19 @@ async fn run<A: Handled>(
     for _ in 0..MAX_CONFLICT_RETRIES {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(locked) = jobs::lock(&tx, job.id).await? else {
+        // One round trip: the lock, then (sent at once, run by the server once the lock is held) the stream.
+        let (locked, loaded) = tokio::try_join!(
+            jobs::lock(&tx, job.id),
+            event_store::load::<A>(&tx, job.stream_id)
+        )?;
+        let Some(locked) = locked else {
             return Ok(Processed::Skipped);
         };
         if locked.status != JobStatus::Pending {
             tracing::info!(job_id = %job.id, "job finished by another delivery: skipped");
             return Ok(Processed::Skipped);
         }
-        match decide::<A>(&tx, storage, &locked, command.clone()).await {
+        match decide::<A>(&tx, storage, &locked, loaded, command.clone()).await {
             Ok((outcome, messages, deletions)) => {
                 jobs::finish(&tx, job.id, &outcome).await?;
                 tx.commit().await?;
@@ -238,12 +309,6 @@ async fn run<A: Handled>(
 async fn after_commit(
     pool: &Pool,
     publisher: &Publisher,
-        ehealth_domain::contract_request::ContractRequestAggregate::STREAM_TYPE => {
-            run::<ehealth_domain::contract_request::ContractRequestAggregate>(
-                pool, publisher, storage, &job,
-            )
-            .await
-        }
     storage: &Storage,
     messages: &[OutboxMessage],
     deletions: &[i64],
@@ -254,14 +319,15 @@ async fn after_commit(
     }
 }
 
-/// Decides one job's command in `tx`: its outcome, the outbox rows and the object deletions it wrote.
+/// Decides one job's command in `tx` on its stream as `loaded`: its outcome, the outbox rows and the object
+/// deletions it wrote.
 async fn decide<A: Handled>(
     tx: &impl GenericClient,
     storage: &Storage,
     job: &Job,
+    loaded: Loaded<A>,
     command: A::Command,
 ) -> Result<(Outcome, Vec<OutboxMessage>, Vec<i64>), StoreError> {
-    let loaded = event_store::load::<A>(tx, job.stream_id).await?;
     // At Postgres's precision: times the domain writes into events read back the same from the projection.
     let mut ctx = Context::new(event_store::now(), job.actor.clone());
     A::facts(&command, &mut ctx, tx).await?;
@@ -312,31 +378,56 @@ async fn decide<A: Handled>(
         let appended =
             event_store::append::<A>(tx, job.stream_id, &loaded, &events, &metadata).await?;
         state = events.iter().fold(state, A::apply);
-        let inserted_at = loaded.first_recorded_at.unwrap_or(appended.recorded_at);
-        A::project(
-            tx,
-            job.stream_id,
-            &state,
-            appended.version,
-            inserted_at,
-            appended.recorded_at,
-        )
-        .await?;
+        let projected = Projected {
+            version: appended.version,
+            inserted_at: loaded.first_recorded_at.unwrap_or(appended.recorded_at),
+            updated_at: appended.recorded_at,
+        };
         let (before, after) = (A::status(&loaded.state), A::status(&state));
-        if let Some(new_status) = after.filter(|s| Some(*s) != before) {
-            let event = json!({
+        let status_changed = after.filter(|s| Some(*s) != before).map(|new_status| {
+            json!({
                 "event_type": "StatusChangeEvent",
                 "entity_type": A::ENTITY,
                 "entity_id": job.stream_id,
                 "properties": { "status": { "new_value": new_status } },
                 "event_time": appended.recorded_at,
                 "changed_by": job.actor.user_id,
-            });
-            let routing_key = format!("{}.status_changed", A::ENTITY);
-            messages.push(
-                outbox::insert(tx, outbox::EVENTS, &routing_key, &event, Uuid::new_v4()).await?,
-            );
-        }
+            })
+        });
+        let routing_key = format!("{}.status_changed", A::ENTITY);
+        let announce = async {
+            match &status_changed {
+                Some(event) => {
+                    outbox::insert(tx, outbox::EVENTS, &routing_key, event, Uuid::new_v4())
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        // One round trip for both writes: they are independent.
+        let ((), announced) = tokio::try_join!(
+            A::project(
+                tx,
+                job.stream_id,
+                &state,
+                projected.version,
+                projected.inserted_at,
+                projected.updated_at,
+            ),
+            announce
+        )?;
+        messages.extend(announced);
+        let outcome = A::answer_projected(
+            tx,
+            job.stream_id,
+            &command,
+            &loaded.state,
+            &state,
+            &projected,
+        )
+        .await?;
+        return Ok((outcome, messages, deletions));
     }
     let outcome = A::answer(tx, job.stream_id, &command, &loaded.state, &state).await?;
     Ok((outcome, messages, deletions))

@@ -222,7 +222,8 @@ pub enum TokenCommand {
         #[arg(long, value_parser = ClientType::ALL.map(ClientType::as_str))]
         client_type: String,
         /// Space-separated scopes, each one of: service_request:write service_request:use
-        /// service_request:read job:read gambit:erp audit:read private_contracts:write.
+        /// service_request:read job:read gambit:erp audit:read private_contracts:write
+        /// patient_attachment:read patient_attachment:write.
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// Lifetime in seconds.
