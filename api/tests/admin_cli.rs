@@ -1036,3 +1036,155 @@ async fn append_three(pool: &deadpool_postgres::Pool, stream: Uuid, causation: O
         .await
         .unwrap();
 }
+
+#[test]
+fn an_operator_imports_reference_data_and_creates_divisions_and_employees() {
+    let db = Db::new();
+    db.json(&["migrate"]);
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/reference-example.json"
+    );
+    let imported = db.json(&["reference", "import", example]);
+    assert_eq!(
+        imported,
+        serde_json::json!({"legal_entities": 2, "divisions": 1, "employees": 2})
+    );
+    // Idempotent: the same file again changes nothing and says the same.
+    assert_eq!(db.json(&["reference", "import", example]), imported);
+
+    // A bad document names its entry and writes nothing of itself.
+    let dir = std::env::temp_dir().join(format!("ehealth-reference-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    let (new_le, unknown) = (Uuid::new_v4(), Uuid::new_v4());
+    std::fs::write(
+        &bad,
+        serde_json::json!({
+            "legal_entities": [{"id": new_le, "name": "Нова", "edrpou": "12345678", "type": "MSP"}],
+            "divisions": [
+                {"id": Uuid::new_v4(), "legal_entity_id": new_le, "name": "A"},
+                {"id": Uuid::new_v4(), "legal_entity_id": new_le, "name": "B"},
+                {"id": Uuid::new_v4(), "legal_entity_id": unknown, "name": "C"},
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    db.fails(
+        &["reference", "import", bad.to_str().unwrap()],
+        &format!("divisions[2].legal_entity_id: unknown legal entity {unknown}"),
+    );
+    db.fails(
+        &["legal-entity", "show", &new_le.to_string()],
+        "does not exist",
+    );
+    std::fs::write(&bad, r#"{"legal_entities":[{"id":"x"}]}"#).unwrap();
+    db.fails(
+        &["reference", "import", bad.to_str().unwrap()],
+        "legal_entities[0].id",
+    );
+    db.fails(
+        &["reference", "import", "/nonexistent/reference.json"],
+        "cannot read",
+    );
+
+    let clinic = "df9f70ee-4b12-4740-b0f5-bb5aea116863";
+    let division = db.json(&[
+        "division",
+        "create",
+        "--legal-entity",
+        clinic,
+        "--name",
+        "Відділення 2",
+        "--phones",
+        r#"[{"type":"MOBILE","number":"+380500000000"}]"#,
+        "--working-hours",
+        r#"{"mon":[["08.00","12.00"]]}"#,
+        "--mountain-group",
+    ]);
+    assert!(division["id"].as_str().unwrap().parse::<Uuid>().is_ok());
+    db.fails(
+        &[
+            "division",
+            "create",
+            "--legal-entity",
+            &unknown.to_string(),
+            "--name",
+            "X",
+        ],
+        &format!("division.legal_entity_id: unknown legal entity {unknown}"),
+    );
+    db.fails(
+        &[
+            "division",
+            "create",
+            "--legal-entity",
+            clinic,
+            "--name",
+            "X",
+            "--working-hours",
+            r#"{"monday":[]}"#,
+        ],
+        "division.working_hours.monday: is not a weekday",
+    );
+    let employee = db.json(&[
+        "employee",
+        "create",
+        "--legal-entity",
+        clinic,
+        "--first-name",
+        "Ганна",
+        "--last-name",
+        "Коваль",
+        "--speciality",
+        r#"{"speciality":"PEDIATRICIAN","level":"FIRST"}"#,
+        "--position",
+        "P2",
+        "--employee-type",
+        "DOCTOR",
+        "--employee-status",
+        "APPROVED",
+    ]);
+    let employee_id = employee["id"].as_str().unwrap().to_owned();
+    // The employee is a user a token can be issued to.
+    db.json(&[
+        "token",
+        "issue",
+        "--user",
+        &employee_id,
+        "--client-type",
+        "MSP",
+        "--scopes",
+        "contract_request:read",
+    ]);
+    db.fails(
+        &[
+            "employee",
+            "create",
+            "--legal-entity",
+            clinic,
+            "--first-name",
+            "A",
+            "--last-name",
+            "B",
+            "--speciality",
+            "{",
+        ],
+        "--speciality is not valid JSON",
+    );
+    db.fails(
+        &[
+            "employee",
+            "create",
+            "--legal-entity",
+            clinic,
+            "--first-name",
+            " ",
+            "--last-name",
+            "B",
+        ],
+        "employee.party.first_name: must not be empty",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,7 +20,7 @@ use crate::{
 
 /// Every job type the api accepts or the scheduler submits (`<stream type>.<command name>`): `jobs list --type`
 /// takes no other.
-pub const JOB_TYPES: [&str; 11] = [
+pub const JOB_TYPES: [&str; 19] = [
     "service_request.create",
     "service_request.use",
     "service_request.release",
@@ -32,6 +32,14 @@ pub const JOB_TYPES: [&str; 11] = [
     "analysis_files.finalize",
     "analysis_files.set_send",
     "analysis_files.delete",
+    "contract_request.create",
+    "contract_request.assign",
+    "contract_request.approve",
+    "contract_request.decline",
+    "contract_request.approve_msp",
+    "contract_request.sign_nhs",
+    "contract_request.sign_msp",
+    "contract_request.terminate",
 ];
 
 /// Which jobs `jobs list` shows.
@@ -535,7 +543,27 @@ mod tests {
             FileCommand::Delete { file_id: id },
         ]
         .map(|c| format!("{}.{}", AnalysisFilesAggregate::STREAM_TYPE, c.name()));
-        let types: Vec<String> = requests.into_iter().chain(files).collect();
+        use ehealth_domain::contract_request::{
+            Command as ContractCommand, ContractRequestAggregate,
+        };
+        let contracts = [
+            "create",
+            "assign",
+            "approve",
+            "decline",
+            "approve_msp",
+            "sign_nhs",
+            "sign_msp",
+            "terminate",
+        ]
+        .map(|action| {
+            // Every action's name, through the serde tag a job stores.
+            let command: Result<ContractCommand, _> =
+                serde_json::from_value(serde_json::json!({ "action": action }));
+            let name = command.map_or_else(|_| action.to_owned(), |c| c.name().to_owned());
+            format!("{}.{name}", ContractRequestAggregate::STREAM_TYPE)
+        });
+        let types: Vec<String> = requests.into_iter().chain(files).chain(contracts).collect();
         assert_eq!(types, JOB_TYPES.map(str::to_owned));
     }
 }

@@ -2,6 +2,8 @@
 //! draft → upload → create → assign → approve → approve_msp → sign_nhs → sign_msp, document 003's read with
 //! its checks in order, the schema's 422s, the create's document checks, the list, and reference data.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine};

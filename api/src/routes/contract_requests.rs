@@ -705,7 +705,7 @@ async fn action(
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let row = projection::get(&client, id).await?;
     drop(client);
-    if !row.is_some_and(|r| r.contract_type == contract_type.as_str()) {
+    if row.is_none_or(|r| r.contract_type != contract_type.as_str()) {
         return Err(ApiError::not_found(&not_found_message(id)));
     }
     let request = command_request(id, command, made.as_deref());

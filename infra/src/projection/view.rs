@@ -72,7 +72,7 @@ pub fn state_json(
             .state
             .0
             .as_ref()
-            .map_or(Value::Null, |cr| super::contract_request::render(cr)))
+            .map_or(Value::Null, super::contract_request::render))
     } else if stream_type == ehealth_domain::media_link::MediaLinkAggregate::STREAM_TYPE {
         // Links are not a read model of their own: the folder's summary (the events are the record).
         let folder =
