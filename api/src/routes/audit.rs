@@ -156,7 +156,7 @@ struct StreamQuery {
     path = "/api/audit/streams/{id}",
     tag = TAG_AUDIT,
     operation_id = "get_audit_stream",
-    params(("id" = Uuid, Path, description = "The stream: a service request's id, or an analysis files' `streamId`."), StreamQuery),
+    params(("id" = Uuid, Path, description = "The stream: a service request's id, an analysis files' `streamId`, or a media-link folder's stream (in the feed with `stream_type=media_link`)."), StreamQuery),
     responses(
         (status = 200, description = "The stream as of `as_of`.", body = AuditStreamResponse),
         (status = 404, description = "`Stream not found`: none, or not the caller's to read (or the id is not a UUID).", body = ErrorResponse),
