@@ -265,6 +265,45 @@ async fn a_contract_request_goes_from_draft_to_signed_with_its_documents_by_stat
     assert_eq!(reply.body["meta"]["type"], "object");
     let data = &reply.body["data"];
     assert_eq!(data["id"], json!(id));
+    let mut fields: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    let mut expected = vec![
+        "id",
+        "contract_type",
+        "contractor_legal_entity",
+        "contractor_owner",
+        "contractor_base",
+        "contractor_payment_details",
+        "contractor_rmsp_amount",
+        "contractor_divisions",
+        "contractor_employee_divisions",
+        "external_contractor_flag",
+        "external_contractors",
+        "id_form",
+        "nhs_signer",
+        "nhs_legal_entity",
+        "nhs_signer_base",
+        "nhs_contract_price",
+        "nhs_payment_method",
+        "status",
+        "status_reason",
+        "issue_city",
+        "contract_number",
+        "contract_id",
+        "parent_contract_id",
+        "start_date",
+        "end_date",
+        "printout_content",
+        "previous_request_id",
+        "assignee_id",
+    ];
+    expected.sort_unstable();
+    assert_eq!(fields, expected, "the CAPITATION example's fields, no more");
     assert_eq!(data["contract_type"], "CAPITATION");
     assert_eq!(data["status"], "NEW");
     assert_eq!(
@@ -1086,4 +1125,133 @@ async fn reference_import_is_validated_whole_written_in_one_transaction_and_idem
             .to_string(),
         "divisions[0].working_hours.mon: must be a list of [\"HH.MM\",\"HH.MM\"] pairs"
     );
+}
+
+#[tokio::test]
+async fn a_pharmacy_creates_a_reimbursement_request_shown_as_document_003s_second_example_and_rebuilt_alike(
+) {
+    let w = world().await;
+    let pharmacy = w
+        .app
+        .token(
+            w.clinic.user_id,
+            ClientType::Pharmacy,
+            ALL_SCOPES,
+            chrono::Duration::hours(1),
+        )
+        .await;
+    let api = w.app.api(&pharmacy);
+    let reply = api
+        .request(
+            Method::POST,
+            "/api/contract_requests/REIMBURSEMENT",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let data = &reply.body["data"];
+    let id: Uuid = data["id"].as_str().unwrap().parse().unwrap();
+    let (statute, additional) = (b"%PDF statute".to_vec(), b"%PDF additional".to_vec());
+    put(data["statute_url"].as_str().unwrap(), &statute).await;
+    put(
+        data["additional_document_url"].as_str().unwrap(),
+        &additional,
+    )
+    .await;
+    let program = Uuid::new_v4();
+    let mut body = body(
+        &w,
+        &md5(&w.app, &statute).await,
+        &md5(&w.app, &additional).await,
+    );
+    let object = body.as_object_mut().unwrap();
+    object.remove("contractor_rmsp_amount");
+    object.remove("contractor_employee_divisions");
+    object.insert("medical_program_id".to_owned(), json!(program));
+    let reply = api
+        .request(
+            Method::POST,
+            &format!("/api/contract_requests/reimbursement/{id}"),
+            Some(body),
+            &[],
+        )
+        .await;
+    assert_eq!(api.finished(reply).await.assert_processed(), id);
+
+    let reply = api
+        .get(&format!("/api/contract_requests/reimbursement/{id}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let data = reply.body["data"].as_object().unwrap();
+    let mut fields: Vec<&str> = data.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    let mut expected = vec![
+        "id",
+        "contract_type",
+        "contractor_legal_entity",
+        "contractor_owner",
+        "contractor_base",
+        "contractor_payment_details",
+        "id_form",
+        "nhs_signer",
+        "nhs_legal_entity",
+        "nhs_signer_base",
+        "nhs_contract_price",
+        "nhs_payment_method",
+        "status",
+        "status_reason",
+        "issue_city",
+        "contract_number",
+        "contract_id",
+        "parent_contract_id",
+        "start_date",
+        "end_date",
+        "printout_content",
+        "previous_request_id",
+        "assignee_id",
+        "medical_programs",
+    ];
+    expected.sort_unstable();
+    assert_eq!(
+        fields, expected,
+        "the REIMBURSEMENT example's fields, no more"
+    );
+    assert_eq!(data["contract_type"], "REIMBURSEMENT");
+    assert_eq!(data["medical_programs"], json!([program]));
+    // The capitation path does not show it; an MSP token may not read reimbursement requests.
+    w.app
+        .api(&w.nhs.token)
+        .get(&format!("/api/contract_requests/capitation/{id}"))
+        .await
+        .assert_error(404, &format!("Contract request with id={id} doesn't exist"));
+    w.app
+        .api(&w.clinic.token)
+        .get(&format!("/api/contract_requests/reimbursement/{id}"))
+        .await
+        .assert_error(403, NOT_ALLOWED_TO_VIEW);
+
+    // A capitation request too, moved on; then a rebuild writes exactly the live rows.
+    let capitation = created(&w).await;
+    act(
+        &w,
+        &w.nhs.token,
+        capitation.id,
+        "assign",
+        Some(json!({"employee_id": w.nhs.user_id})),
+    )
+    .await
+    .assert_processed();
+    let dump = || async {
+        ehealth_infra::projection::dump_table(&w.app.pool.get().await.unwrap(), "contract_requests")
+            .await
+            .unwrap()
+    };
+    let live = dump().await;
+    assert_eq!(live.len(), 2);
+    let mut client = w.app.pool.get().await.unwrap();
+    ehealth_infra::projection::rebuild_all(&mut client)
+        .await
+        .unwrap();
+    assert_eq!(dump().await, live);
 }
