@@ -1,15 +1,16 @@
--- pgbench baseline of the end-to-end path: the statements the worker runs for one queued create, in order, as
--- captured with log_statement=all at da85656 (-M prepared). Where each comes from:
+-- pgbench baseline of the end-to-end path: the statements the worker runs for one queued create since aea7c67
+-- (issue 11), in order, taken from the code (-M prepared). Where each comes from:
 --   1. worker/src/handler.rs: jobs::get (is the job still pending?) before the transaction
---   2-10. the job's transaction: jobs::lock (infra/src/jobs.rs), event_store::load and append
---      (infra/src/event_store.rs: the stream's events; streams row + events in one statement), the projection
---      upsert (infra/src/projection/service_request.rs), the StatusChangeEvent outbox row (outbox::insert), the
---      projection read for the job's response, jobs::finish
---   11. outbox::mark_published after the worker published the StatusChangeEvent
--- The jobs are pending rows scripts/bench.sh seeds before the run (id md5('job' || n), stream md5('stream' || n));
--- each client walks its own range n = base + client_id * 10^7 + k. The event's hash is a SHA-256 here, an
--- HMAC in the service (infra/src/event_store/chain.rs); the JSON values are the captured ones, the event's id
--- the stream's (as the service writes it, so that a rebuild folds these streams too).
+--   2-8. the job's transaction: jobs::lock (SELECT … FOR UPDATE) pipelined with event_store::load (the
+--      stream's events), the append (streams row + events in one statement, infra/src/event_store.rs), the
+--      projection upsert (infra/src/projection/service_request.rs) pipelined with the StatusChangeEvent outbox
+--      row (outbox::insert), jobs::finish (which also counts the attempt)
+-- Not per job, so not here: marking the outbox row published (outbox::PublishedMarker batches it in the
+-- background), so pgbench does slightly less than the worker. The jobs are pending rows scripts/bench.sh
+-- seeds before the run (id md5('job' || n), stream md5('stream' || n)); each client walks its own range
+-- n = base + client_id * 10^7 + k. The event's hash is a SHA-256 here, an HMAC in the service
+-- (infra/src/event_store/chain.rs); the JSON values are captured ones, the event's id the stream's (as the
+-- service writes it, so that a rebuild folds these streams too). bench/worker_da85656.sql is the job before.
 -- Variables (-D): k=0, base (the seeded range).
 \set k :k + 1
 \set n :base + :client_id * 10000000 + :k
@@ -17,12 +18,14 @@ SELECT id, type, status, status_code, response, links, stream_type, stream_id, c
     attempts, eta, inserted_at, updated_at, finished_at, command_hash, idempotency_key
   FROM jobs WHERE id = md5('job' || :n::text)::uuid;
 BEGIN;
-UPDATE jobs SET attempts = attempts + 1, updated_at = now() WHERE id = md5('job' || :n::text)::uuid
-  RETURNING id, type, status, status_code, response, links, stream_type, stream_id, command, actor, request_id,
-    attempts, eta, inserted_at, updated_at, finished_at, command_hash, idempotency_key;
+\startpipeline
+SELECT id, type, status, status_code, response, links, stream_type, stream_id, command, actor, request_id,
+    attempts, eta, inserted_at, updated_at, finished_at, command_hash, idempotency_key
+  FROM jobs WHERE id = md5('job' || :n::text)::uuid FOR UPDATE;
 SELECT position, stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
     recorded_at, prev_hash, hash
   FROM events WHERE stream_id = md5('stream' || :n::text)::uuid ORDER BY stream_version;
+\endpipeline
 WITH bump AS (
     INSERT INTO streams (stream_id, stream_type, version, last_hash)
       VALUES (md5('stream' || :n::text)::uuid, 'service_request', 1, '') ON CONFLICT (stream_id) DO NOTHING
@@ -37,6 +40,7 @@ WITH bump AS (
         || jsonb_build_object('id', md5('stream' || :n::text)::uuid)],
       ARRAY[NULL::bytea], ARRAY[sha256(convert_to(:n::text, 'UTF8'))])
     AS e(version, event_id, event_type, data, prev_hash, hash);
+\startpipeline
 INSERT INTO service_requests (id, patient_id, category, code, program_id, expiration_date, status,
     program_processing_status, status_reason, requester_legal_entity_id, requester_user_id,
     used_by_legal_entity_id, used_by_employee_id, version, inserted_at, updated_at)
@@ -53,15 +57,11 @@ INSERT INTO service_requests (id, patient_id, category, code, program_id, expira
 INSERT INTO outbox (message_id, exchange, routing_key, payload)
   VALUES (gen_random_uuid(), 'events', 'service_request.status_changed',
     '{"entity_id": "1bc3e7a0-d3ff-4147-a2e6-94fba6537423", "changed_by": "5d8a81b6-3c79-42b9-91e9-0a4ad2bf3682", "event_time": "2026-11-26T00:20:53.978770Z", "event_type": "StatusChangeEvent", "properties": {"status": {"new_value": "active"}}, "entity_type": "service_request"}')
-  RETURNING id, message_id, exchange, routing_key, payload \gset o_
-SELECT id, patient_id, category, code, program_id, expiration_date, status, program_processing_status,
-    status_reason, requester_legal_entity_id, requester_user_id, used_by_legal_entity_id, used_by_employee_id,
-    version, inserted_at, updated_at
-  FROM service_requests WHERE id = md5('stream' || :n::text)::uuid;
+  RETURNING id, message_id, exchange, routing_key, payload;
+\endpipeline
 UPDATE jobs SET status = 'processed', status_code = 201,
     response = '{"id": "1bc3e7a0-d3ff-4147-a2e6-94fba6537423", "code": "LAB-001", "status": "active", "program": {"identifier": {"type": {"coding": [{"code": "medical_program", "system": "eHealth/resources"}]}, "value": "4bee8fab-2a99-43ce-9dc5-c0adf13141bf"}}, "subject": {"identifier": {"type": {"coding": [{"code": "patient", "system": "eHealth/resources"}]}, "value": "a5243c4f-10da-42b9-92e3-4fca1f6a8ee4"}}, "category": "laboratory_procedure", "updated_at": "2026-11-26T00:20:53.978770Z", "inserted_at": "2026-11-26T00:20:53.978770Z", "status_reason": null, "expiration_date": null, "used_by_employee": null, "requester_employee": {"identifier": {"type": {"coding": [{"code": "employee", "system": "eHealth/resources"}]}, "value": "5d8a81b6-3c79-42b9-91e9-0a4ad2bf3682"}}, "used_by_legal_entity": null, "requester_legal_entity": {"identifier": {"type": {"coding": [{"code": "legal_entity", "system": "eHealth/resources"}]}, "value": "2ec46154-fadf-4d46-80e7-aa86213b4604"}}, "program_processing_status": "new"}',
     links = '[{"href": "/api/service_requests/1bc3e7a0-d3ff-4147-a2e6-94fba6537423", "entity": "service_request"}]',
-    updated_at = now(), finished_at = now()
+    attempts = attempts + 1, updated_at = now(), finished_at = now()
   WHERE id = md5('job' || :n::text)::uuid AND status = 'pending';
 COMMIT;
-UPDATE outbox SET published_at = now() WHERE id = ANY(ARRAY[:o_id::bigint]);

@@ -9,7 +9,8 @@
 #             vs pgbench -M prepared running the intake's SQL (bench/intake.sql), and the intake's SQL
 #             before issue 11 (bench/intake_da85656.sql, a fixed reference)
 #   e2e       BENCH_E2E_JOBS queued creates drained by one worker with the default configuration
-#             vs pgbench running the worker's per-job SQL at 16 clients (bench/worker.sql), and vs Graphile
+#             vs pgbench running the worker's per-job SQL at 16 clients (bench/worker.sql; and the SQL before
+#             issue 11, bench/worker_da85656.sql, a fixed reference), and vs Graphile
 #             Worker (bench/graphile, its own database) with a comparable task and with a no-op task
 #   poll      GET /Jobs/{id}, 64 connections (bench/poll.lua) vs pgbench select-by-pk (bench/poll.sql)
 #   rebuild   ehealth-admin projections rebuild over BENCH_REBUILD_EVENTS events (bench/seed_events.sql)
@@ -74,7 +75,7 @@ service_env=(
 # --- processes and cleanup ------------------------------------------------------------------------------------
 
 api_pid='' worker_pid='' graphile_pid='' sampler_pid=''
-worker_hwm=0
+worker_hwm=0 api_hwm=0
 stop_pid() { # pid
   [[ -n $1 ]] || return 0
   kill -TERM "$1" 2>/dev/null || true
@@ -97,9 +98,20 @@ now() { date +%s.%N; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 start_api() {
+  [[ -z $api_pid ]] || return 0
   env "${service_env[@]}" "$BIN/ehealth-api" >>"$OUT/api.log" 2>&1 &
   api_pid=$!
   wait_for_tcp 127.0.0.1 "$HTTP_PORT" 60 ehealth-api || { tail -20 "$OUT/api.log" >&2; exit 1; }
+}
+# The api is stopped while pgbench runs 64 clients: the machine's PostgreSQL has 100 connections in all, shared
+# with other work, and the api's idle pool would hold 16 of them.
+stop_api() {
+  [[ -n $api_pid ]] || return 0
+  local hwm
+  hwm=$(hwm_kib "$api_pid")
+  ((hwm > api_hwm)) && api_hwm=$hwm
+  stop_pid "$api_pid"
+  api_pid=''
 }
 start_worker() {
   # shellcheck disable=SC2086 # BENCH_WORKER_ENV is a list of NAME=value words
@@ -152,8 +164,8 @@ setup() {
   local max used
   max=$(admin_sql -c "SHOW max_connections")
   used=$(admin_sql -c "SELECT count(*) FROM pg_stat_activity")
-  if ((max - used < CONNECTIONS + 25)); then
-    say "warning: PostgreSQL has $((max - used)) of $max connections free; the runs need about $((CONNECTIONS + 25))"
+  if ((max - used < CONNECTIONS + 5)); then
+    say "warning: PostgreSQL has $((max - used)) of $max connections free; pgbench needs $CONNECTIONS"
   fi
 
   say "database $DB, vhost $VHOST, api on $BASE"
@@ -263,6 +275,7 @@ bench_intake() {
   local rep out tps answered=0 created
   for ((rep = 1; rep <= REPS; rep++)); do
     say "intake $rep/$REPS: service (wrk, $CONNECTIONS connections, $DURATION s)"
+    start_api
     out=$OUT/intake.$rep.out
     record "load.intake $rep $(load_avg)"
     cpu_start
@@ -275,11 +288,12 @@ bench_intake() {
     record "intake.p50 $rep $(wrk_field p50_ms "$out")"
     record "intake.p99 $rep $(wrk_field p99_ms "$out")"
 
+    stop_api
     say "intake $rep/$REPS: pgbench (bench/intake.sql, $CONNECTIONS clients, $DURATION s)"
     record "load.pgb_intake $rep $(load_avg)"
     cpu_start
     run_pgbench "pgb_intake.$rep" -c "$CONNECTIONS" -T "$DURATION" -f bench/intake.sql -D k=0 \
-      -D base=$((rep * 1000000000)) -D le="$LE" -D actor="$ACTOR"
+      -D base=$((rep * 2000000000)) -D le="$LE" -D actor="$ACTOR"
     tps=$(pgbench_tps "$OUT/pgb_intake.$rep.out")
     cpu_stop pgb_intake "$rep" "$(awk -v t="$tps" -v d="$DURATION" 'BEGIN {print int(t * d)}')"
     record "pgb_intake.tps $rep $tps"
@@ -290,13 +304,14 @@ bench_intake() {
     record "load.pgb_intake0 $rep $(load_avg)"
     cpu_start
     run_pgbench "pgb_intake0.$rep" -c "$CONNECTIONS" -T "$DURATION" -f bench/intake_da85656.sql -D k=0 \
-      -D base=$((rep * 1000000000 + 500000000)) -D le="$LE" -D keyhash="$KEY_HASH" -D tokenhash="$TOKEN_HASH" \
+      -D base=$((rep * 2000000000 + 1000000000)) -D le="$LE" -D keyhash="$KEY_HASH" -D tokenhash="$TOKEN_HASH" \
       -D actor="$ACTOR"
     tps=$(pgbench_tps "$OUT/pgb_intake0.$rep.out")
     cpu_stop pgb_intake0 "$rep" "$(awk -v t="$tps" -v d="$DURATION" 'BEGIN {print int(t * d)}')"
     record "pgb_intake0.tps $rep $tps"
     record "pgb_intake0.p99 $rep $(pgbench_percentile 99)"
   done
+  start_api
   # Every 202 must have been a new job, not the replay of an identical command.
   created=$(sql -c "SELECT count(*) FROM jobs WHERE request_id <> 'c0ffee00-0000-4000-8000-000000000000'")
   ((created >= answered)) || say "warning: intake: $answered requests answered 202 but only $created jobs were created"
@@ -342,8 +357,26 @@ SQL
   ((${result#* } == 0)) || say "warning: Graphile Worker ($task) did not drain within $E2E_TIMEOUT s"
 }
 
+# pgbench over E2E_JOBS seeded pending jobs: <script> <key> <rep> <base of the seeded range>.
+pgbench_worker() {
+  local script=$1 key=$2 rep=$3 base=$4 per_client left
+  say "end-to-end $rep/$REPS: pgbench ($script, $E2E_CONCURRENCY clients, $E2E_JOBS jobs)"
+  reset_jobs
+  per_client=$(((E2E_JOBS + E2E_CONCURRENCY - 1) / E2E_CONCURRENCY))
+  sql -v base="$base" -v clients=$E2E_CONCURRENCY -v per_client="$per_client" -v le="$LE" \
+    -f bench/seed_worker_jobs.sql >/dev/null
+  sql -c "ANALYZE jobs" >/dev/null
+  record "load.$key $rep $(load_avg)"
+  cpu_start
+  run_pgbench "$key.$rep" -c "$E2E_CONCURRENCY" -t "$per_client" -f "$script" -D k=0 -D base="$base"
+  cpu_stop "$key" "$rep" $((per_client * E2E_CONCURRENCY))
+  record "$key.tps $rep $(pgbench_tps "$OUT/$key.$rep.out")"
+  left=$(sql -c "SELECT count(*) FROM jobs WHERE status = 'pending'")
+  ((left == 0)) || say "warning: pgbench end-to-end ($script) left $left seeded jobs pending"
+}
+
 bench_e2e() {
-  local rep queued result failed per_client
+  local rep queued result failed
   graphile_setup
   for ((rep = 1; rep <= REPS; rep++)); do
     say "end-to-end $rep/$REPS: service (queue $E2E_JOBS creates, then one worker drains them)"
@@ -361,20 +394,8 @@ bench_e2e() {
     ((failed == 0)) || say "warning: end-to-end: $failed jobs did not end processed"
     ((${result#* } == 0)) || say "warning: end-to-end: the worker did not drain $queued jobs within $E2E_TIMEOUT s"
 
-    say "end-to-end $rep/$REPS: pgbench (bench/worker.sql, $E2E_CONCURRENCY clients, $E2E_JOBS jobs)"
-    reset_jobs
-    per_client=$(((E2E_JOBS + E2E_CONCURRENCY - 1) / E2E_CONCURRENCY))
-    sql -v base=$((rep * 1000000000)) -v clients=$E2E_CONCURRENCY -v per_client="$per_client" -v le="$LE" \
-      -f bench/seed_worker_jobs.sql >/dev/null
-    sql -c "ANALYZE jobs" >/dev/null
-    record "load.pgb_worker $rep $(load_avg)"
-    cpu_start
-    run_pgbench "pgb_worker.$rep" -c "$E2E_CONCURRENCY" -t "$per_client" -f bench/worker.sql -D k=0 \
-      -D base=$((rep * 1000000000))
-    cpu_stop pgb_worker "$rep" $((per_client * E2E_CONCURRENCY))
-    record "pgb_worker.tps $rep $(pgbench_tps "$OUT/pgb_worker.$rep.out")"
-    failed=$(sql -c "SELECT count(*) FROM jobs WHERE status = 'pending'")
-    ((failed == 0)) || say "warning: pgbench end-to-end left $failed seeded jobs pending"
+    pgbench_worker bench/worker.sql pgb_worker "$rep" $((rep * 1000000000))
+    pgbench_worker bench/worker_da85656.sql pgb_worker0 "$rep" $((rep * 1000000000 + 500000000))
 
     say "end-to-end $rep/$REPS: Graphile Worker, comparable task"
     graphile_run work gw_work "$rep"
@@ -405,6 +426,7 @@ bench_poll() {
   job=$(ensure_processed_job)
   for ((rep = 1; rep <= REPS; rep++)); do
     say "poll $rep/$REPS: service (wrk, $CONNECTIONS connections, $DURATION s)"
+    start_api
     out=$OUT/poll.$rep.out
     record "load.poll $rep $(load_avg)"
     cpu_start
@@ -414,6 +436,7 @@ bench_poll() {
     record "poll.rps $rep $(awk -v n="$(wrk_field requests "$out")" -v s="$(wrk_field seconds "$out")" 'BEGIN {print n / s}')"
     record "poll.p99 $rep $(wrk_field p99_ms "$out")"
 
+    stop_api
     say "poll $rep/$REPS: pgbench (bench/poll.sql, $CONNECTIONS clients, $DURATION s)"
     record "load.pgb_poll $rep $(load_avg)"
     cpu_start
@@ -423,6 +446,7 @@ bench_poll() {
     record "pgb_poll.tps $rep $tps"
     record "pgb_poll.p99 $rep $(pgbench_percentile 99)"
   done
+  start_api
 }
 
 bench_rebuild() {
@@ -472,7 +496,8 @@ for path in $PATHS; do
   esac
 done
 stop_worker
-record "rss.api 1 $(hwm_kib "$api_pid")"
+stop_api
+record "rss.api 1 $api_hwm"
 record "rss.worker 1 $worker_hwm"
 
 {
