@@ -59,6 +59,8 @@ const SELECT_STREAMS_EVENTS: &str =
 
 const SELECT_VERSIONS: &str = "SELECT stream_id, version FROM streams WHERE stream_type = $1";
 
+const COUNT_EVENTS: &str = "SELECT count(*) FROM events WHERE stream_type = $1";
+
 /// One stream folded from its events: what a projection's row is made of.
 #[derive(Debug, Clone)]
 pub struct Folded<A: Aggregate> {
@@ -135,14 +137,31 @@ struct Progress {
     started: Instant,
     streams: u64,
     events: u64,
+    /// Events of the projection being built that were folded into its shadow so far.
+    table_events: u64,
+    /// Events of its stream type when its build started.
+    table_total: u64,
 }
 
 impl Progress {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            streams: 0,
+            events: 0,
+            table_events: 0,
+            table_total: 0,
+        }
+    }
+
+    /// One line on stderr: the table's events done of its total, and the whole rebuild's streams, events
+    /// and rate.
     fn log(&self, table: &str, phase: &'static str) {
         let seconds = self.started.elapsed().as_secs_f64();
         tracing::info!(
             table,
             phase,
+            done = %format_args!("{}/{}", self.table_events, self.table_total),
             streams = self.streams,
             events = self.events,
             events_per_second = (self.events as f64 / seconds.max(1e-9)).round(),
@@ -175,11 +194,7 @@ pub async fn rebuild_all_in_chunks(
             "another projection rebuild is running; try again when it has finished".to_owned(),
         ));
     }
-    let mut progress = Progress {
-        started: Instant::now(),
-        streams: 0,
-        events: 0,
-    };
+    let mut progress = Progress::new();
     let mut result =
         rebuild_with::<ServiceRequestAggregate>(client, chunk_events, &mut progress).await;
     if result.is_ok() {
@@ -220,11 +235,7 @@ pub async fn rebuild<A: Projection>(
     client: &mut deadpool_postgres::Object,
     chunk_events: i64,
 ) -> Result<RebuildReport, StoreError> {
-    let mut progress = Progress {
-        started: Instant::now(),
-        streams: 0,
-        events: 0,
-    };
+    let mut progress = Progress::new();
     rebuild_with::<A>(client, chunk_events, &mut progress).await?;
     Ok(RebuildReport {
         streams: progress.streams,
@@ -299,6 +310,10 @@ async fn build_shadow<A: Projection>(
     chunk_events: i64,
     progress: &mut Progress,
 ) -> Result<HashMap<Uuid, i64>, StoreError> {
+    let count = client.prepare_cached(COUNT_EVENTS).await?;
+    let total: i64 = client.query_one(&count, &[&A::STREAM_TYPE]).await?.get(0);
+    progress.table_total = u64::try_from(total).unwrap_or_default();
+    progress.table_events = 0;
     let select = client.prepare_cached(SELECT_CHUNK).await?;
     let mut built = HashMap::new();
     let mut after = (Uuid::nil(), 0_i64);
@@ -333,6 +348,7 @@ async fn build_shadow<A: Projection>(
             built.extend(folded.iter().map(|f| (f.stream_id, f.version)));
             progress.streams += folded.len() as u64;
             progress.events += complete.len() as u64;
+            progress.table_events += complete.len() as u64;
             progress.log(A::TABLE, "chunk");
         }
         if last_chunk {
