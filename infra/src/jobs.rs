@@ -348,7 +348,10 @@ pub async fn submit_in(
 /// Writes a job that another job's transaction chains (e.g. processing after a patient attachment was
 /// created), with its outbox row, in the caller's transaction: it exists exactly when that transaction
 /// commits. The returned message is published after the commit (the relay publishes it otherwise).
-pub async fn chain(tx: &impl GenericClient, new: &NewJob) -> Result<outbox::OutboxMessage, StoreError> {
+pub async fn chain(
+    tx: &impl GenericClient,
+    new: &NewJob,
+) -> Result<outbox::OutboxMessage, StoreError> {
     let id = Uuid::new_v4();
     let hash = new.command_hash(&new.command_as_sent());
     let eta = Utc::now() + Duration::seconds(ETA_SECONDS);
