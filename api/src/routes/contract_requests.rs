@@ -400,7 +400,7 @@ fn may_view(
     path = "/api/contract_requests/{contract_type}",
     tag = TAG,
     operation_id = "draft_contract_request",
-    params(("contract_type" = ContractTypePath, Path, description = "`capitation` or `reimbursement` (upper case too).")),
+    params(("contract_type" = inline(ContractTypePath), Path, description = "`capitation` or `reimbursement` (upper case too).")),
     responses(
         (status = 201, description = "The id and the two upload links (`PRESIGN_TTL_SECONDS`); upload both PDFs, then create with their MD5s.", body = ContractRequestDraftResponse),
         (status = 403, description = "`invalid scopes`, `user is not active`, `Client is not active`, or `User is not allowed to perform this action` (a client type that is no contractor of this type).", body = ErrorResponse),
@@ -441,7 +441,7 @@ async fn draft(
     tag = TAG,
     operation_id = "create_contract_request",
     params(
-        ("contract_type" = ContractTypePath, Path, description = "`capitation` or `reimbursement`."),
+        ("contract_type" = inline(ContractTypePath), Path, description = "`capitation` or `reimbursement`."),
         ("id" = Uuid, Path, description = "The draft's id."),
         CommandHeaders,
     ),
@@ -663,9 +663,9 @@ fn command_of(
     tag = TAG,
     operation_id = "contract_request_action",
     params(
-        ("contract_type" = ContractTypePath, Path, description = "`capitation` or `reimbursement`."),
+        ("contract_type" = inline(ContractTypePath), Path, description = "`capitation` or `reimbursement`."),
         ("id" = Uuid, Path, description = "The contract request."),
-        ("action" = Action, Path, description = "assign, approve, decline, approve_msp, sign_nhs, sign_msp or terminate."),
+        ("action" = inline(Action), Path, description = "assign, approve, decline, approve_msp, sign_nhs, sign_msp or terminate."),
         CommandHeaders,
     ),
     request_body(content = ActionBody, content_type = "application/json", description = "The action's fields (none for approve_msp; an empty body is `{}`)."),
@@ -719,7 +719,7 @@ async fn action(
     tag = TAG,
     operation_id = "get_contract_request",
     params(
-        ("contract_type" = ContractTypePath, Path, description = "`capitation` or `reimbursement`."),
+        ("contract_type" = inline(ContractTypePath), Path, description = "`capitation` or `reimbursement`."),
         ("id" = Uuid, Path, description = "The contract request."),
     ),
     responses(
@@ -919,7 +919,7 @@ impl ListQuery {
     path = "/api/contract_requests/{contract_type}",
     tag = TAG,
     operation_id = "list_contract_requests",
-    params(("contract_type" = ContractTypePath, Path, description = "`capitation` or `reimbursement`."), ListQuery),
+    params(("contract_type" = inline(ContractTypePath), Path, description = "`capitation` or `reimbursement`."), ListQuery),
     responses(
         (status = 200, description = "A page, with `paging`; each entry is document 003's `data`.", body = ContractRequestList),
         (status = 403, description = "`invalid scopes`, `user is not active`, `Client is not active`, `You are not allowed to view this contract request` (another legal entity's filter, or a client type that is no contractor of this type).", body = ErrorResponse),
@@ -1039,6 +1039,21 @@ mod tests {
             entries.contains(&"$.contractor_rmsp_amount".to_owned()),
             "{entries:?}"
         );
+    }
+
+    #[test]
+    fn every_schema_the_openapi_document_references_is_in_it() {
+        let (_, document) = crate::routes::documented();
+        let document = serde_json::to_value(&document).unwrap();
+        let text = document.to_string();
+        let prefix = "#/components/schemas/";
+        for reference in text.split(prefix).skip(1) {
+            let name: String = reference.chars().take_while(|c| *c != '"').collect();
+            assert!(
+                document["components"]["schemas"].get(&name).is_some(),
+                "{prefix}{name} is referenced but not defined"
+            );
+        }
     }
 
     #[test]
