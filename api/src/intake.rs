@@ -128,10 +128,11 @@ pub async fn enqueue_answering(
     };
     let job = match jobs::submit_with_fingerprint(&state.pool, new, &request.fingerprint).await? {
         Submitted::Created(job, message) => {
+            // Published by the publisher's background task: the request answers right after the commit;
+            // the outbox row guarantees delivery (the relay publishes whatever stays unmarked).
             state
                 .publisher
-                .publish_committed(&state.pool, std::slice::from_ref(&message))
-                .await;
+                .publish_in_background(&state.pool, std::slice::from_ref(&message));
             tracing::info!(job_id = %job.id, job_type = %job.job_type, stream_id = %job.stream_id, "job accepted");
             ehealth_infra::metrics::job_accepted(&job.job_type);
             job

@@ -18,7 +18,7 @@
 //! Every broker call is bounded by `AMQP_TIMEOUT_MS`.
 
 use std::{
-    sync::{Mutex as StdMutex, OnceLock},
+    sync::{Arc, Mutex as StdMutex, OnceLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -31,7 +31,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use rand::Rng;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
 
 use crate::{
@@ -360,7 +360,15 @@ pub struct Publisher {
     channel: Mutex<Option<(Connection, Channel)>>,
     standing_back_until: StdMutex<Option<Instant>>,
     marker: OnceLock<outbox::PublishedMarker>,
+    background: OnceLock<mpsc::Sender<OutboxMessage>>,
 }
+
+/// How many committed messages may wait for [`Publisher::publish_in_background`]'s task; past that (a slow or
+/// unreachable broker) new ones are left to the outbox relay, so an outage piles up nothing in memory.
+pub const BACKGROUND_QUEUE: usize = 4096;
+
+/// The most messages the background task publishes in one pipelined round (one confirm wait).
+const BACKGROUND_BATCH: usize = 256;
 
 /// How long the publisher stands back after a failure.
 pub const STAND_BACK: Duration = Duration::from_secs(1);
@@ -375,6 +383,7 @@ impl Publisher {
             channel: Mutex::new(None),
             standing_back_until: StdMutex::new(None),
             marker: OnceLock::new(),
+            background: OnceLock::new(),
         }
     }
 
@@ -503,7 +512,8 @@ impl Publisher {
         .await
     }
 
-    /// Publishes rows that were just committed and hands the published ones to the process's
+    /// Publishes rows that were just committed (pipelined: every message sent, then every confirm awaited)
+    /// and hands the published ones to the process's
     /// [`outbox::PublishedMarker`] (started with `pool` on first use), which marks them in batches without
     /// the caller waiting. Nothing is tried while the publisher stands back after a failure; whatever stays
     /// unmarked is published by the worker's outbox relay. Takes no pooled connection.
@@ -522,21 +532,141 @@ impl Publisher {
             );
             return;
         }
-        let mut published = Vec::with_capacity(messages.len());
-        for message in messages {
-            match self.publish_outbox(message).await {
-                Ok(()) => published.push(message.id),
-                Err(e) => {
-                    tracing::warn!(error = %e, outbox_id = message.id, "publish failed; the outbox relay will retry");
-                    break;
-                }
-            }
-        }
+        let published = self.publish_outbox_pipelined(messages).await;
         if published.is_empty() {
             return;
         }
         self.marker
             .get_or_init(|| outbox::PublishedMarker::spawn(pool.clone()))
             .mark(&published);
+    }
+
+    /// Hands rows that were just committed to one background task of this publisher (started on first use)
+    /// and returns at once: the caller (a request) does not wait for the broker's confirm. The task publishes
+    /// what queued up meanwhile in one pipelined round — every message sent, then every confirm awaited,
+    /// within `AMQP_TIMEOUT_MS` — and hands the confirmed ones to the [`outbox::PublishedMarker`]. The queue is
+    /// bounded ([`BACKGROUND_QUEUE`]): when it is full, or while the publisher stands back after a failure,
+    /// the rows are left to the worker's outbox relay, which publishes every row that stays unmarked.
+    pub fn publish_in_background(
+        self: &Arc<Self>,
+        pool: &deadpool_postgres::Pool,
+        messages: &[OutboxMessage],
+    ) {
+        if messages.is_empty() {
+            return;
+        }
+        if self.is_standing_back() {
+            tracing::info!(
+                count = messages.len(),
+                "broker recently failed: left to the outbox relay"
+            );
+            return;
+        }
+        let sender = self.background.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(BACKGROUND_QUEUE);
+            tokio::spawn(background_publisher(
+                Arc::downgrade(self),
+                pool.clone(),
+                receiver,
+            ));
+            sender
+        });
+        for message in messages {
+            if let Err(e) = sender.try_send(message.clone()) {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                tracing::warn!(
+                    outbox_id = message.id,
+                    full,
+                    "publish queue unavailable: left to the outbox relay"
+                );
+            }
+        }
+    }
+
+    /// Publishes `messages` pipelined on the channel (all sent, then every confirm awaited), within
+    /// `AMQP_TIMEOUT_MS` for the whole round; returns the ids the broker confirmed. A failure other than a
+    /// returned (unroutable) message makes the publisher stand back and reconnect, as [`Publisher::publish`].
+    pub async fn publish_outbox_pipelined(&self, messages: &[OutboxMessage]) -> Vec<i64> {
+        let round = bounded(self.timeout, async {
+            let channel = self.channel().await?;
+            let mut confirms = Vec::with_capacity(messages.len());
+            for message in messages {
+                let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+                let exchange = self.topology.exchange_for(&message.exchange);
+                let properties = BasicProperties::default()
+                    .with_content_type(ShortString::from("application/json"))
+                    .with_delivery_mode(2)
+                    .with_message_id(ShortString::from(message.message_id.to_string()))
+                    .with_headers(FieldTable::default());
+                let confirm = channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        message.routing_key.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &body,
+                        properties,
+                    )
+                    .await?;
+                confirms.push((message.id, confirm));
+            }
+            let mut confirmed = Vec::with_capacity(confirms.len());
+            for (id, confirm) in confirms {
+                match confirm.await? {
+                    Confirmation::Ack(None) | Confirmation::NotRequested => confirmed.push(id),
+                    Confirmation::Ack(Some(_)) => {
+                        tracing::warn!(outbox_id = id, "the broker returned the message: no queue is bound; the outbox relay will retry");
+                    }
+                    Confirmation::Nack(_) => {
+                        tracing::warn!(outbox_id = id, "the broker did not confirm the message; the outbox relay will retry");
+                    }
+                }
+            }
+            Ok::<_, AmqpError>(confirmed)
+        })
+        .await;
+        match round {
+            Ok(confirmed) => confirmed,
+            Err(e) => {
+                tracing::warn!(error = %e, count = messages.len(), "publish failed; the outbox relay will retry");
+                self.stand_back();
+                if let Ok(mut guard) = self.channel.try_lock() {
+                    *guard = None;
+                }
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The task behind [`Publisher::publish_in_background`]: publishes what queued up, round after round, until
+/// the publisher is dropped. While the publisher stands back it drops what it receives (the relay has it).
+async fn background_publisher(
+    publisher: Weak<Publisher>,
+    pool: deadpool_postgres::Pool,
+    mut receiver: mpsc::Receiver<OutboxMessage>,
+) {
+    let mut batch = Vec::with_capacity(BACKGROUND_BATCH);
+    while receiver.recv_many(&mut batch, BACKGROUND_BATCH).await > 0 {
+        let Some(publisher) = publisher.upgrade() else {
+            return;
+        };
+        if publisher.is_standing_back() {
+            tracing::info!(
+                count = batch.len(),
+                "broker recently failed: left to the outbox relay"
+            );
+        } else {
+            let published = publisher.publish_outbox_pipelined(&batch).await;
+            if !published.is_empty() {
+                publisher
+                    .marker
+                    .get_or_init(|| outbox::PublishedMarker::spawn(pool.clone()))
+                    .mark(&published);
+            }
+        }
+        batch.clear();
     }
 }

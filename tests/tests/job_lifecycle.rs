@@ -228,3 +228,78 @@ async fn a_relay_round_the_broker_refuses_leaves_its_rows_to_the_next_round_at_o
         .unwrap();
     assert_eq!(published, 1, "the next round publishes it at once");
 }
+
+/// Inserts `n` outbox rows of integration events and returns them as committed messages.
+async fn committed_events(app: &TestApp, n: usize) -> Vec<ehealth_infra::outbox::OutboxMessage> {
+    let client = app.pool.get().await.unwrap();
+    let mut messages = Vec::new();
+    for _ in 0..n {
+        messages.push(
+            ehealth_infra::outbox::insert(
+                &client,
+                ehealth_infra::outbox::EVENTS,
+                "test.background",
+                &json!({ "n": messages.len() }),
+                Uuid::new_v4(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    messages
+}
+
+async fn published_count(app: &TestApp, ids: &[i64]) -> i64 {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE id = ANY($1) AND published_at IS NOT NULL",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_rows_handed_to_the_background_publisher_are_published_and_marked_without_the_caller_waiting(
+) {
+    let app = TestApp::spawn_without_worker().await;
+    let up = std::sync::Arc::new(Publisher::new(&app.config));
+    let messages = committed_events(&app, 40).await;
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    for message in &messages {
+        up.publish_in_background(&app.pool, std::slice::from_ref(message));
+    }
+    let marked = wait_for(Duration::from_secs(10), || async {
+        Some(published_count(&app, &ids).await).filter(|n| *n == 40)
+    })
+    .await;
+    assert_eq!(marked, Some(40), "every row published and marked");
+
+    // A broker that cannot be reached: the caller returns at once, and the rows stay for the relay.
+    let down = std::sync::Arc::new(Publisher::new(&ehealth_infra::Config {
+        amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".to_owned(),
+        amqp_timeout_ms: 500,
+        ..app.config.clone()
+    }));
+    let messages = committed_events(&app, 3).await;
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    let started = Instant::now();
+    down.publish_in_background(&app.pool, &messages);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the caller does not wait for the broker"
+    );
+    wait_for(Duration::from_secs(10), || async {
+        down.is_standing_back().then_some(())
+    })
+    .await
+    .expect("the failed round makes the publisher stand back");
+    assert_eq!(published_count(&app, &ids).await, 0, "left to the relay");
+    let relayed = ehealth_worker::relay::relay_once(&app.pool, &up, 0)
+        .await
+        .unwrap();
+    assert!(relayed >= 3, "the relay publishes them ({relayed})");
+    assert_eq!(published_count(&app, &ids).await, 3);
+}
