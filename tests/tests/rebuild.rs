@@ -321,3 +321,41 @@ async fn the_audit_feed_keeps_serving_new_events_while_a_rebuild_runs() {
     assert_eq!(rebuilt, live);
     assert!(rebuilt.iter().any(|row| row["id"] == late.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_repairs_live_tables_that_drifted_from_the_log() {
+    let app = TestApp::spawn_without_worker().await;
+    for i in 0..20 {
+        service_request_with_history(&app.pool, i).await;
+    }
+    for i in 0..10 {
+        analysis_with_files(&app.pool, i).await;
+    }
+    let mut client = app.pool.get().await.unwrap();
+    let live_requests = dump(&client, "service_requests").await;
+    let live_files = dump(&client, "analysis_files").await;
+    // A changed column, a lost row and a row no event made, in each table.
+    client
+        .batch_execute(
+            "UPDATE service_requests SET code = 'drifted' \
+               WHERE id = (SELECT id FROM service_requests ORDER BY id LIMIT 1); \
+             DELETE FROM service_requests WHERE id = (SELECT id FROM service_requests ORDER BY id DESC LIMIT 1); \
+             INSERT INTO service_requests SELECT (jsonb_populate_record(NULL::service_requests, \
+               to_jsonb(s) || jsonb_build_object('id', gen_random_uuid()))).* FROM service_requests s LIMIT 1; \
+             DELETE FROM analysis_files WHERE ctid = (SELECT min(ctid) FROM analysis_files); \
+             INSERT INTO analysis_files SELECT (jsonb_populate_record(NULL::analysis_files, \
+               to_jsonb(f) || jsonb_build_object('id', gen_random_uuid(), 'stream_id', gen_random_uuid()))).* \
+               FROM analysis_files f LIMIT 1",
+        )
+        .await
+        .unwrap();
+    assert_ne!(dump(&client, "service_requests").await, live_requests);
+    assert_ne!(dump(&client, "analysis_files").await, live_files);
+
+    projection::rebuild_all_in_chunks(&mut client, 7)
+        .await
+        .unwrap();
+
+    assert_eq!(dump(&client, "service_requests").await, live_requests);
+    assert_eq!(dump(&client, "analysis_files").await, live_files);
+}

@@ -11,16 +11,22 @@
 //! 2. The events of the projection's stream type are read in chunks of at most `chunk_events`, ordered by
 //!    `(stream_id, stream_version)` and paged by that keyset. Every stream a chunk holds whole is folded in
 //!    memory and its rows are inserted with one multi-row `INSERT … SELECT FROM unnest(…)`; the stream the
-//!    chunk ends in waits for the next chunk. Each statement is its own transaction, so no transaction lives
-//!    longer than one chunk. The version each stream was folded at is kept in memory.
+//!    chunk ends in waits for the next chunk. The next chunk's read is sent before a chunk is folded and
+//!    written (one connection, pipelined), so PostgreSQL reads while the process folds. Each statement is
+//!    its own transaction, so no transaction lives longer than one chunk. The version each stream was folded
+//!    at is kept in memory.
 //! 3. Catch-up without a lock: the streams whose `streams.version` differs from the folded one (appended to
 //!    during the build, or created after the keyset passed them) are folded again into the shadow.
 //! 4. The swap, in one short transaction: `LOCK TABLE <t> IN ACCESS EXCLUSIVE MODE` (writers and readers wait),
 //!    the same catch-up again — now exact, because no writer can project into the table until the commit,
-//!    and one that projects afterwards writes its stream's whole state — then
-//!    `TRUNCATE <t>; INSERT INTO <t> SELECT * FROM <t>_rebuild; DROP TABLE <t>_rebuild`. Copying keeps the
-//!    live table's own name, indexes, constraints and grants (`db::RUNTIME_GRANTS`); renaming the shadow
-//!    into place would have to redo all of them.
+//!    and one that projects afterwards writes its stream's whole state — then the live table is made equal
+//!    to the shadow by writing only the difference: the live rows with no identical row of their stream in
+//!    the shadow are deleted, the shadow rows with no identical live row are inserted (two hash anti-joins;
+//!    nothing is written when the live table was right), and the shadow is dropped. The live table keeps
+//!    its own name, indexes, constraints and grants (`db::RUNTIME_GRANTS`); renaming the shadow into place
+//!    would have to redo all of them.
+//!
+//! A projection whose stream type has no events skips all of this: its table is emptied under the lock.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -59,7 +65,10 @@ const SELECT_STREAMS_EVENTS: &str =
 
 const SELECT_VERSIONS: &str = "SELECT stream_id, version FROM streams WHERE stream_type = $1";
 
-const COUNT_EVENTS: &str = "SELECT count(*) FROM events WHERE stream_type = $1";
+/// Events of a stream type, from the stream heads (a stream's version is its number of events: versions run
+/// from 1 without gaps), so the progress line costs no scan of `events`.
+const COUNT_EVENTS: &str =
+    "SELECT coalesce(sum(version), 0)::bigint FROM streams WHERE stream_type = $1";
 
 /// One stream folded from its events: what a projection's row is made of.
 #[derive(Debug, Clone)]
@@ -250,6 +259,10 @@ async fn rebuild_with<A: Projection>(
     progress: &mut Progress,
 ) -> Result<(), StoreError> {
     let table = A::TABLE;
+    if rebuilt_empty::<A>(client).await? {
+        progress.log(table, "swapped");
+        return Ok(());
+    }
     let shadow = format!("{table}_rebuild");
     client
         .batch_execute(&format!(
@@ -287,8 +300,18 @@ async fn rebuild_with<A: Projection>(
         }
         let locked_at = Instant::now();
         catch_up::<A>(&tx, &shadow, &mut built, progress).await?;
+        // The comparison below hashes the shadow: in memory, not in batches on disk.
+        tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
+        // Only the rows that differ are written: a live row without an identical row of its stream in the
+        // shadow goes, a shadow row without an identical live row comes in. The end state is the shadow's
+        // rows exactly; when the live table was already right (the usual case) nothing is written.
+        let key = A::STREAM_COLUMN;
         tx.batch_execute(&format!(
-            "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {shadow}; DROP TABLE {shadow}"
+            "DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s \
+               WHERE s.{key} = t.{key} AND ROW(s.*) IS NOT DISTINCT FROM ROW(t.*)); \
+             INSERT INTO {table} SELECT * FROM {shadow} s WHERE NOT EXISTS (SELECT 1 FROM {table} t \
+               WHERE t.{key} = s.{key} AND ROW(t.*) IS NOT DISTINCT FROM ROW(s.*)); \
+             DROP TABLE {shadow}"
         ))
         .await?;
         tx.commit().await?;
@@ -301,6 +324,46 @@ async fn rebuild_with<A: Projection>(
     }
     progress.log(table, "swapped");
     Ok(())
+}
+
+/// A projection whose stream type has no events: its table is emptied under the lock (it holds no rows unless
+/// something wrote them without events) with no shadow table, catch-up or comparison, so the rebuild of an
+/// unused projection costs two short statements. False (nothing done) when it has events, or when the table
+/// is busy (the ordinary path retries).
+async fn rebuilt_empty<A: Projection>(
+    client: &mut deadpool_postgres::Object,
+) -> Result<bool, StoreError> {
+    let count = client.prepare_cached(COUNT_EVENTS).await?;
+    let total: i64 = client.query_one(&count, &[&A::STREAM_TYPE]).await?.get(0);
+    if total != 0 {
+        return Ok(false);
+    }
+    let tx = client.transaction().await?;
+    let locked = tx
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'; \
+             LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            A::TABLE
+        ))
+        .await;
+    match locked {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // Events appended before the lock was granted are committed now, and their writer projected them.
+    let total: i64 = tx.query_one(&count, &[&A::STREAM_TYPE]).await?.get(0);
+    if total != 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.execute(&format!("DELETE FROM {}", A::TABLE), &[])
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Fills the shadow chunk by chunk; returns the version each stream was folded at.
@@ -319,15 +382,16 @@ async fn build_shadow<A: Projection>(
     let mut after = (Uuid::nil(), 0_i64);
     // The events of the stream the last chunk ended in: it may go on in the next one.
     let mut pending: Vec<ChunkEvent> = Vec::new();
+    let mut rows = client
+        .query(
+            &select,
+            &[&A::STREAM_TYPE, &after.0, &after.1, &chunk_events],
+        )
+        .await?;
     loop {
-        let rows = client
-            .query(
-                &select,
-                &[&A::STREAM_TYPE, &after.0, &after.1, &chunk_events],
-            )
-            .await?;
         let last_chunk = (rows.len() as i64) < chunk_events;
         pending.extend(rows.iter().map(ChunkEvent::from_row));
+        drop(rows);
         if let Some(last) = pending.last() {
             after = (last.stream_id, last.stream_version);
         }
@@ -342,17 +406,35 @@ async fn build_shadow<A: Projection>(
         };
         let rest = pending.split_off(whole);
         let complete = std::mem::replace(&mut pending, rest);
-        if !complete.is_empty() {
+        let write = async {
+            if complete.is_empty() {
+                return Ok::<_, StoreError>(Vec::new());
+            }
             let folded = fold_streams::<A>(&complete)?;
             A::insert_folded(client, shadow, &folded).await?;
+            Ok(folded)
+        };
+        // The next chunk's read is sent before this one is folded and written: the connection pipelines
+        // the two statements, so PostgreSQL reads while this process folds.
+        let (next, written) = if last_chunk {
+            (None, write.await)
+        } else {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&A::STREAM_TYPE, &after.0, &after.1, &chunk_events];
+            let (next, written) = tokio::join!(client.query(&select, &params), write);
+            (Some(next), written)
+        };
+        let folded = written?;
+        if !folded.is_empty() {
             built.extend(folded.iter().map(|f| (f.stream_id, f.version)));
             progress.streams += folded.len() as u64;
             progress.events += complete.len() as u64;
             progress.table_events += complete.len() as u64;
             progress.log(A::TABLE, "chunk");
         }
-        if last_chunk {
-            return Ok(built);
+        match next {
+            None => return Ok(built),
+            Some(next) => rows = next?,
         }
     }
 }
