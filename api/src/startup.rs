@@ -26,8 +26,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// The configuration.
     pub config: Arc<Config>,
-    /// `PUBLIC_BASE_URL`, without a trailing slash.
-    pub base_url: String,
+    /// `PUBLIC_BASE_URL`, without a trailing slash (shared: the state is cloned for every request).
+    pub base_url: Arc<str>,
     /// `ME_ALLOWED_TRANSACTIONS_LE_TYPES`.
     pub allowed_le_types: Arc<Vec<String>>,
     /// The object store.
@@ -96,7 +96,7 @@ impl Application {
         let state = AppState {
             pool,
             publisher,
-            base_url: config.base_url(),
+            base_url: config.base_url().into(),
             allowed_le_types: Arc::new(config.allowed_le_types()),
             storage,
             finished_jobs: finished_jobs.clone(),
