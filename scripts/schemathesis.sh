@@ -66,10 +66,32 @@ trap 'exit 130' INT TERM
 
 bash scripts/ensure-services.sh
 
-if [[ ! -x $venv/bin/st ]] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  say "installing schemathesis $SCHEMATHESIS_VERSION into $venv (PyPI)"
+# The venv's interpreter. CPython before 3.11.8 and 3.12.2 shares one AST recursion counter between threads
+# (gh-106905): when two of schemathesis's worker threads parse source at once (hypothesis reads a `.filter`
+# lambda's source to name it), one fails with "SystemError: AST constructor recursion depth mismatch" and
+# schemathesis reports an error on whatever operation it was generating for. SCHEMATHESIS_PYTHON, else the
+# first fixed one of python3.13, python3.12, python3 and pyenv's installed versions.
+fixed_python() { "$1" -c 'import sys; v = sys.version_info[:3]; sys.exit(not (v >= (3, 12, 2) or (3, 11, 8) <= v < (3, 12)))' 2>/dev/null; }
+py=${SCHEMATHESIS_PYTHON:-}
+if [[ -z $py ]]; then
+  candidates=(python3.13 python3.12 python3)
+  if command -v pyenv >/dev/null; then
+    candidates+=($(pyenv versions --bare 2>/dev/null | grep -E '^3\.[0-9]+\.[0-9]+$' | sort -rV | sed "s|^|$(pyenv root)/versions/|; s|$|/bin/python3|"))
+  fi
+  for candidate in "${candidates[@]}"; do
+    if fixed_python "$candidate"; then py=$candidate; break; fi
+  done
+  if [[ -z $py ]]; then
+    say "no Python 3.11.8+ or 3.12.2+ found (gh-106905): schemathesis runs with one worker"
+    py=python3 ST_WORKERS=1
+  fi
+fi
+py_version=$("$py" -c 'import platform; print(platform.python_version())')
+if [[ ! -x $venv/bin/st ]] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" \
+  || [[ $("$venv/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null) != "$py_version" ]]; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into $venv (PyPI, Python $py_version)"
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  "$py" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$VALIDATOR_VERSION"
 fi
