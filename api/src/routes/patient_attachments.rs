@@ -37,7 +37,7 @@ use ehealth_infra::{
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -115,12 +115,9 @@ pub struct PresignQuery {
     params(("patient_id" = String, Path, description = "The patient (int64).", example = "1"), PresignQuery),
     responses(
         (status = 200, description = "POST a multipart form to `url`: every field of `fields`, then `file`. The store answers 201 with a `PostResponse`. Then create the attachment with `upload_url` = `url` + `/` + `fields.key`.", body = AttachmentPresignedPost),
-        (status = 404, description = "The patient id is not a positive int64.", body = ClinikoMessage),
+        BadPatientId,
         (status = 422, description = "A bad query string.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:write"]), ("bearer" = ["patient_attachment:write"])),
 )]
@@ -210,15 +207,12 @@ fn key_of_upload_url(upload_url: &str, bucket: &str) -> Option<String> {
     responses(
         (status = 201, description = "Created; processing follows (`processing_completed: false`).", body = PatientAttachment,
             headers(("Location" = String, description = "The attachment."))),
-        (status = 202, description = "Past `SYNC_WAIT_SECONDS`, or under `Prefer: respond-async`: the job link (eHealth job shape).", body = crate::openapi::schemas::JobAcceptedResponse),
+        AcceptedAsJob,
         (status = 409, description = "An attachment with this id exists (never for a fresh create).", body = ClinikoMessage),
         (status = 413, description = "The body is over 2 MB.", body = ClinikoMessage),
         (status = 415, description = "A body declared as something other than JSON.", body = ClinikoMessage),
         (status = 422, description = "`upload_url` is not one this service presigned for this legal entity and patient, was already used, or nothing was uploaded there; `description` over 255 characters; a bad body.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:write"]), ("bearer" = ["patient_attachment:write"])),
 )]
@@ -321,10 +315,7 @@ async fn owned(
     responses(
         (status = 200, description = "The attachment.", body = PatientAttachment),
         (status = 404, description = "No such attachment of the caller's legal entity.", body = ClinikoMessage),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:read"]), ("bearer" = ["patient_attachment:read"])),
 )]
@@ -349,10 +340,7 @@ async fn show(
         (status = 302, description = "`Location`: a presigned GET of the file, valid for `PRESIGN_TTL_SECONDS`.",
             headers(("Location" = String, description = "The presigned GET."))),
         (status = 404, description = "No such attachment, or processing has not completed.", body = ClinikoMessage),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:read"]), ("bearer" = ["patient_attachment:read"])),
 )]
@@ -386,13 +374,9 @@ async fn content(
     params(("id" = String, Path, description = "The attachment (int64).", example = "1"), CommandHeaders),
     responses(
         (status = 204, description = "Archived (archiving an archived attachment changes nothing)."),
-        (status = 202, description = "Past `SYNC_WAIT_SECONDS`, or under `Prefer: respond-async`: the job link (eHealth job shape).", body = crate::openapi::schemas::JobAcceptedResponse),
-        (status = 404, description = "No such attachment of the caller's legal entity.", body = ClinikoMessage),
-        (status = 422, description = "A bad header.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        AcceptedAsJob,
+        ArchiveFaults,
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:write"]), ("bearer" = ["patient_attachment:write"])),
 )]
@@ -435,13 +419,9 @@ async fn archive_command(
     params(("id" = String, Path, description = "The attachment (int64).", example = "1"), CommandHeaders),
     responses(
         (status = 204, description = "Archived.", headers(("Deprecation" = String, description = "`true`: use `POST …/archive`."))),
-        (status = 202, description = "Past `SYNC_WAIT_SECONDS`, or under `Prefer: respond-async`: the job link (eHealth job shape).", body = crate::openapi::schemas::JobAcceptedResponse),
-        (status = 404, description = "No such attachment of the caller's legal entity.", body = ClinikoMessage),
-        (status = 422, description = "A bad header.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        AcceptedAsJob,
+        ArchiveFaults,
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:write"]), ("bearer" = ["patient_attachment:write"])),
 )]
@@ -613,11 +593,8 @@ async fn list_page(
     params(ListParams),
     responses(
         (status = 200, description = "A page of the caller's attachments (archived ones only under a filter on `archived_at`).", body = PatientAttachmentList),
-        (status = 422, description = "An unknown filter field, sort field or operator, a bad value, `page`, `per_page` or `order`.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ListFaults,
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:read"]), ("bearer" = ["patient_attachment:read"])),
 )]
@@ -638,12 +615,9 @@ async fn list_all(
     params(("patient_id" = String, Path, description = "The patient (int64).", example = "1"), ListParams),
     responses(
         (status = 200, description = "A page of the patient's attachments.", body = PatientAttachmentList),
-        (status = 404, description = "The patient id is not a positive int64.", body = ClinikoMessage),
-        (status = 422, description = "An unknown filter field, sort field or operator, a bad value, `page`, `per_page` or `order`.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        BadPatientId,
+        ListFaults,
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:read"]), ("bearer" = ["patient_attachment:read"])),
 )]
@@ -667,11 +641,8 @@ async fn list_for_patient(
     responses(
         (status = 200, description = "A page of the patient case's attachments.", body = PatientAttachmentList),
         (status = 404, description = "The patient case id is not a positive int64.", body = ClinikoMessage),
-        (status = 422, description = "An unknown filter field, sort field or operator, a bad value, `page`, `per_page` or `order`.", body = ClinikoValidation),
-        (status = 401, description = "No or an unknown API token.", body = ClinikoMessage),
-        (status = 403, description = "Missing scope, inactive user or legal entity.", body = ClinikoMessage),
-        (status = 500, description = "An unexpected fault.", body = ClinikoMessage),
-        (status = 503, description = "The database cannot be reached for now (`Retry-After`).", body = ClinikoMessage),
+        ListFaults,
+        ClinikoFaults,
     ),
     security(("basic" = ["patient_attachment:read"]), ("bearer" = ["patient_attachment:read"])),
 )]
@@ -684,6 +655,63 @@ async fn list_for_patient_case(
     let scope = Scope::PatientCase(ids.first()?);
     list_page(&state, &caller, scope, &uri).await
 }
+
+/// The answers of every route here, after its own: the caller's credentials, then the service's faults.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Documentation only: `ClinikoError` renders these answers.
+enum ClinikoFaults {
+    #[response(status = 401, description = "No or an unknown API token.")]
+    Unauthorized(ClinikoMessage),
+    #[response(
+        status = 403,
+        description = "Missing scope, inactive user or legal entity."
+    )]
+    Forbidden(ClinikoMessage),
+    #[response(status = 500, description = "An unexpected fault.")]
+    Internal(ClinikoMessage),
+    #[response(
+        status = 503,
+        description = "The database cannot be reached for now (`Retry-After`)."
+    )]
+    Unavailable(ClinikoMessage),
+}
+
+/// The 202 of a job not finished within the synchronous wait.
+#[derive(IntoResponses)]
+#[response(
+    status = 202,
+    description = "Past `SYNC_WAIT_SECONDS`, or under `Prefer: respond-async`: the job link (eHealth job shape)."
+)]
+#[allow(dead_code)] // Documentation only: `cliniko::answer` renders it.
+struct AcceptedAsJob(crate::openapi::schemas::JobAcceptedResponse);
+
+/// The refusals `POST …/archive` and its `DELETE` alias share.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Documentation only: `ClinikoError` renders these answers.
+enum ArchiveFaults {
+    #[response(
+        status = 404,
+        description = "No such attachment of the caller's legal entity."
+    )]
+    NotFound(ClinikoMessage),
+    #[response(status = 422, description = "A bad header.")]
+    Invalid(ClinikoValidation),
+}
+
+/// The 404 of a `patient_id` path segment that is not a positive int64.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "The patient id is not a positive int64.")]
+#[allow(dead_code)] // Documentation only: `PathInt64s` renders it.
+struct BadPatientId(ClinikoMessage);
+
+/// The 422 of a list's query string.
+#[derive(IntoResponses)]
+#[response(
+    status = 422,
+    description = "An unknown filter field, sort field or operator, a bad value, `page`, `per_page` or `order`."
+)]
+#[allow(dead_code)] // Documentation only: `list_query` renders it.
+struct ListFaults(ClinikoValidation);
 
 /// Cliniko's error body: `{"message": …}`.
 #[derive(Debug, Serialize, ToSchema)]
