@@ -7,7 +7,14 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::context;
+use crate::{context, ApiError};
+
+/// The largest `page` accepted.
+pub const MAX_PAGE: i64 = 10_000_000;
+/// The largest `page_size` accepted.
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// The `page_size` of a list that names none.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
 
 /// The `meta` object of a response with `status`.
 pub fn meta(status: StatusCode, kind: &str) -> Value {
@@ -36,6 +43,29 @@ pub struct Paging {
 }
 
 impl Paging {
+    /// A list's `page` (from 1, default 1) and `page_size` (1 to [`MAX_PAGE_SIZE`], default
+    /// [`DEFAULT_PAGE_SIZE`]) query parameters, or the 422 naming the first one that is not such a number.
+    pub fn requested(page: Option<&str>, page_size: Option<&str>) -> Result<(i64, i64), ApiError> {
+        let number = |value: Option<&str>, entry: &str, default: i64, max: i64| match value {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        entry,
+                        "number",
+                        &format!("expected an integer from 1 to {max}"),
+                    )
+                }),
+        };
+        Ok((
+            number(page, "$.page", 1, MAX_PAGE)?,
+            number(page_size, "$.page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
+        ))
+    }
+
     fn to_json(self) -> Value {
         let total_pages = if self.total_entries == 0 {
             0

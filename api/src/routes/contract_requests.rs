@@ -809,11 +809,6 @@ async fn urgent_documents(
     Ok(found.into_iter().flatten().collect())
 }
 
-/// The largest `page` accepted.
-const MAX_PAGE: i64 = 10_000_000;
-/// The largest `page_size` accepted.
-const MAX_PAGE_SIZE: i64 = 100;
-
 /// The list's filters and paging.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -840,24 +835,7 @@ struct ListQuery {
 
 impl ListQuery {
     fn page(&self) -> Result<(i64, i64), ApiError> {
-        let number = |value: &Option<String>, entry: &str, default: i64, max: i64| match value {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        entry,
-                        "number",
-                        &format!("expected an integer from 1 to {max}"),
-                    )
-                }),
-        };
-        Ok((
-            number(&self.page, "$.page", 1, MAX_PAGE)?,
-            number(&self.page_size, "$.page_size", 50, MAX_PAGE_SIZE)?,
-        ))
+        Paging::requested(self.page.as_deref(), self.page_size.as_deref())
     }
 
     fn filter(self, contract_type: ContractType) -> Result<ListFilter, ApiError> {

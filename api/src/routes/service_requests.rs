@@ -614,11 +614,6 @@ async fn show(
     Ok(envelope::object(StatusCode::OK, row.to_json()))
 }
 
-/// The largest `page` accepted.
-pub const MAX_PAGE: i64 = 10_000_000;
-/// The largest `page_size` accepted.
-pub const MAX_PAGE_SIZE: i64 = 100;
-
 /// `page` (from 1) and `page_size` (1..=100, default 50).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -633,24 +628,7 @@ struct PageQuery {
 
 impl PageQuery {
     fn parse(&self) -> Result<(i64, i64), ApiError> {
-        let number = |value: &Option<String>, entry: &str, default: i64, max: i64| match value {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        entry,
-                        "number",
-                        &format!("expected an integer from 1 to {max}"),
-                    )
-                }),
-        };
-        Ok((
-            number(&self.page, "$.page", 1, MAX_PAGE)?,
-            number(&self.page_size, "$.page_size", 50, MAX_PAGE_SIZE)?,
-        ))
+        Paging::requested(self.page.as_deref(), self.page_size.as_deref())
     }
 }
 
