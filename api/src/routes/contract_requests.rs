@@ -368,6 +368,15 @@ async fn path_params(parts: &mut axum::http::request::Parts) -> Vec<String> {
     }
 }
 
+/// The request's contract type (its first path parameter: 404 for an unknown one) and raw path parameters,
+/// read before anything else; the request is handed back whole for a body read after the caller's checks.
+async fn contract_path(request: Request) -> Result<(ContractType, Vec<String>, Request), ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let params = path_params(&mut parts).await;
+    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    Ok((contract_type, params, Request::from_parts(parts, body)))
+}
+
 /// A token that may act as the contractor of `contract_type` (MSP/PRIMARY_CARE: CAPITATION, PHARMACY:
 /// REIMBURSEMENT, MSP_PHARMACY: both), else 403 "User is not allowed to perform this action".
 fn require_contractor(principal: &Principal, contract_type: ContractType) -> Result<(), ApiError> {
@@ -414,9 +423,7 @@ async fn draft(
     caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, _) = request.into_parts();
-    let params = path_params(&mut parts).await;
-    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    let (contract_type, _, _) = contract_path(request).await?;
     let principal = caller.authorize_active(SCOPE_CREATE)?;
     require_contractor(principal, contract_type)?;
     let id = Uuid::new_v4();
@@ -465,15 +472,12 @@ async fn create(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
-    let params = path_params(&mut parts).await;
-    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    let (contract_type, params, request) = contract_path(request).await?;
     let id = uuid(params.get(1).map_or("", String::as_str))?;
     let principal = caller.authorize_active(SCOPE_CREATE)?;
     require_contractor(principal, contract_type)?;
     // The body is read only now, so that every check of the caller comes first.
-    let JsonBody(body) =
-        JsonBody::<Value>::from_request(Request::from_parts(parts, body), &state).await?;
+    let JsonBody(body) = JsonBody::<Value>::from_request(request, &state).await?;
     schema_of(contract_type).validate(&body)?;
     let request: CreateRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid("$", "schema", &e.to_string()))?;
@@ -688,9 +692,7 @@ async fn action(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
-    let params = path_params(&mut parts).await;
-    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    let (contract_type, params, request) = contract_path(request).await?;
     let id = uuid(params.get(1).map_or("", String::as_str))?;
     let action = Action::ALL
         .into_iter()
@@ -699,8 +701,7 @@ async fn action(
     let principal = caller.authorize_active(action.scope())?;
     // The body is read only now, so that every check of the caller comes first; none (or `null`) is `{}`.
     let OptionalJsonBody(body) =
-        OptionalJsonBody::<ActionBody>::from_request(Request::from_parts(parts, body), &state)
-            .await?;
+        OptionalJsonBody::<ActionBody>::from_request(request, &state).await?;
     let (command, made) = command_of(action, id, body.unwrap_or_default())?;
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let row = projection::get(&client, id).await?;
@@ -735,9 +736,7 @@ async fn show(
     caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, _) = request.into_parts();
-    let params = path_params(&mut parts).await;
-    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    let (contract_type, params, _) = contract_path(request).await?;
     let principal = caller.authorize_active(SCOPE_READ)?;
     if !may_view(principal, contract_type, None) {
         return Err(ApiError::forbidden(NOT_ALLOWED_TO_VIEW));
@@ -913,9 +912,7 @@ async fn list(
     QueryParams(query): QueryParams<ListQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, _) = request.into_parts();
-    let params = path_params(&mut parts).await;
-    let contract_type = contract_type(params.first().map_or("", String::as_str))?;
+    let (contract_type, _, _) = contract_path(request).await?;
     let principal = caller.authorize_active(SCOPE_READ)?;
     if !may_view(principal, contract_type, None) {
         return Err(ApiError::forbidden(NOT_ALLOWED_TO_VIEW));
