@@ -220,6 +220,37 @@ fn typed_objects(entry: &str, value: &Value, required: &[&str]) -> Result<(), In
     Ok(())
 }
 
+/// An entry's `addresses`, `phones` and `email`, as legal entities and divisions have them.
+fn contacts(
+    entry: &str,
+    addresses: &Value,
+    phones: &Value,
+    email_address: Option<&str>,
+) -> Result<(), InvalidReference> {
+    typed_objects(
+        &format!("{entry}.addresses"),
+        addresses,
+        &["type", "country"],
+    )?;
+    typed_objects(&format!("{entry}.phones"), phones, &["type", "number"])?;
+    email(&format!("{entry}.email"), email_address)
+}
+
+fn unknown_legal_entity(entry: &str, legal_entity_id: Uuid) -> InvalidReference {
+    invalid(
+        format!("{entry}.legal_entity_id"),
+        format!("unknown legal entity {legal_entity_id}"),
+    )
+}
+
+/// `id` not seen before in its kind (`seen` keeps the ids of the entries before `entry`).
+fn unique_id(entry: &str, seen: &mut BTreeSet<Uuid>, id: Uuid) -> Result<(), InvalidReference> {
+    if !seen.insert(id) {
+        return Err(invalid(format!("{entry}.id"), format!("duplicate id {id}")));
+    }
+    Ok(())
+}
+
 fn hour(value: &Value) -> bool {
     value.as_str().is_some_and(|s| {
         let bytes = s.as_bytes();
@@ -271,13 +302,7 @@ pub fn validate_legal_entity(entry: &str, le: &LegalEntityInput) -> Result<(), I
             "must be ACTIVE, SUSPENDED or CLOSED",
         ));
     }
-    typed_objects(
-        &format!("{entry}.addresses"),
-        &le.addresses,
-        &["type", "country"],
-    )?;
-    typed_objects(&format!("{entry}.phones"), &le.phones, &["type", "number"])?;
-    email(&format!("{entry}.email"), le.email.as_deref())
+    contacts(entry, &le.addresses, &le.phones, le.email.as_deref())
 }
 
 /// Checks one division's own fields (not whether its legal entity exists).
@@ -289,13 +314,7 @@ pub fn validate_division(entry: &str, d: &DivisionInput) -> Result<(), InvalidRe
             "must be ACTIVE or INACTIVE",
         ));
     }
-    typed_objects(
-        &format!("{entry}.addresses"),
-        &d.addresses,
-        &["type", "country"],
-    )?;
-    typed_objects(&format!("{entry}.phones"), &d.phones, &["type", "number"])?;
-    email(&format!("{entry}.email"), d.email.as_deref())?;
+    contacts(entry, &d.addresses, &d.phones, d.email.as_deref())?;
     working_hours(&format!("{entry}.working_hours"), d.working_hours.as_ref())
 }
 
@@ -328,47 +347,28 @@ pub fn validate(doc: &ReferenceDocument, known: &BTreeSet<Uuid>) -> Result<(), I
     for (i, le) in doc.legal_entities.iter().enumerate() {
         let entry = format!("legal_entities[{i}]");
         validate_legal_entity(&entry, le)?;
-        if !legal_entities.insert(le.id) {
-            return Err(invalid(
-                format!("{entry}.id"),
-                format!("duplicate id {}", le.id),
-            ));
-        }
+        unique_id(&entry, &mut legal_entities, le.id)?;
     }
-    let exists = |id: &Uuid| legal_entities.contains(id) || known.contains(id);
+    let exists = |entry: &str, id: Uuid| {
+        if legal_entities.contains(&id) || known.contains(&id) {
+            Ok(())
+        } else {
+            Err(unknown_legal_entity(entry, id))
+        }
+    };
     let mut divisions = BTreeSet::new();
     for (i, d) in doc.divisions.iter().enumerate() {
         let entry = format!("divisions[{i}]");
         validate_division(&entry, d)?;
-        if !divisions.insert(d.id) {
-            return Err(invalid(
-                format!("{entry}.id"),
-                format!("duplicate id {}", d.id),
-            ));
-        }
-        if !exists(&d.legal_entity_id) {
-            return Err(invalid(
-                format!("{entry}.legal_entity_id"),
-                format!("unknown legal entity {}", d.legal_entity_id),
-            ));
-        }
+        unique_id(&entry, &mut divisions, d.id)?;
+        exists(&entry, d.legal_entity_id)?;
     }
     let mut employees = BTreeSet::new();
     for (i, e) in doc.employees.iter().enumerate() {
         let entry = format!("employees[{i}]");
         validate_employee(&entry, e)?;
-        if !employees.insert(e.id) {
-            return Err(invalid(
-                format!("{entry}.id"),
-                format!("duplicate id {}", e.id),
-            ));
-        }
-        if !exists(&e.legal_entity_id) {
-            return Err(invalid(
-                format!("{entry}.legal_entity_id"),
-                format!("unknown legal entity {}", e.legal_entity_id),
-            ));
-        }
+        unique_id(&entry, &mut employees, e.id)?;
+        exists(&entry, e.legal_entity_id)?;
     }
     Ok(())
 }
@@ -525,22 +525,28 @@ pub async fn import(
     })
 }
 
+/// Refuses a single create whose legal entity is not in the database.
+async fn require_legal_entity(
+    client: &impl GenericClient,
+    entry: &str,
+    legal_entity_id: Uuid,
+) -> Result<(), ImportError> {
+    if known_legal_entities(client, vec![legal_entity_id])
+        .await?
+        .is_empty()
+    {
+        return Err(unknown_legal_entity(entry, legal_entity_id).into());
+    }
+    Ok(())
+}
+
 /// Creates (or updates) one division of a known legal entity.
 pub async fn create_division(
     client: &impl GenericClient,
     d: &DivisionInput,
 ) -> Result<(), ImportError> {
     validate_division("division", d)?;
-    if known_legal_entities(client, vec![d.legal_entity_id])
-        .await?
-        .is_empty()
-    {
-        return Err(invalid(
-            "division.legal_entity_id",
-            format!("unknown legal entity {}", d.legal_entity_id),
-        )
-        .into());
-    }
+    require_legal_entity(client, "division", d.legal_entity_id).await?;
     upsert_division(client, d).await?;
     Ok(())
 }
@@ -551,16 +557,7 @@ pub async fn create_employee(
     e: &EmployeeInput,
 ) -> Result<(), ImportError> {
     validate_employee("employee", e)?;
-    if known_legal_entities(client, vec![e.legal_entity_id])
-        .await?
-        .is_empty()
-    {
-        return Err(invalid(
-            "employee.legal_entity_id",
-            format!("unknown legal entity {}", e.legal_entity_id),
-        )
-        .into());
-    }
+    require_legal_entity(client, "employee", e.legal_entity_id).await?;
     upsert_employee(client, e).await?;
     Ok(())
 }
