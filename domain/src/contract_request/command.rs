@@ -199,7 +199,7 @@ pub enum Command {
         stored: Option<StoredDocument>,
     },
     /// Ends the request: TERMINATED, `end_date` today. Issued by NHS, the contractor, or the scheduler with
-    /// [`super::system_actor`] and `status_reason` `AUTO_EXPIRED`.
+    /// [`crate::Actor::system`] and `status_reason` `AUTO_EXPIRED`.
     Terminate {
         /// Why.
         status_reason: Option<String>,

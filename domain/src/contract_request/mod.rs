@@ -22,7 +22,7 @@ pub use state::{apply, ContractRequest, State, Status};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Actor, Aggregate, ClientType, Context, Rejection};
+use crate::{Aggregate, ClientType, Context, Rejection};
 
 /// `contract_type`: upper case in bodies and answers, lower case in eHealth's paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,12 +110,6 @@ pub fn additional_document_key(id: Uuid) -> String {
 /// failed job wrote can never be taken for another job's. `attempt` is a fresh UUID from the api.
 pub fn signed_content_key(id: Uuid, attempt: Uuid) -> String {
     format!("{id}/signed_content/{attempt}")
-}
-
-/// The actor of the scheduler's auto-termination: [`Actor::system`] (NHS rights, nil user and legal entity),
-/// so the event log shows the system did it.
-pub fn system_actor() -> Actor {
-    Actor::system()
 }
 
 /// The contract-request aggregate: stream type `contract_request`.

@@ -760,7 +760,7 @@ fn terminate_sets_end_date_to_today_from_every_open_status() {
 #[test]
 fn the_system_actor_terminates_as_nhs() {
     given::<Cr>(history(Status::New))
-        .with_ctx(|ctx| ctx.actor = system_actor())
+        .with_ctx(|ctx| ctx.actor = Actor::system())
         .when(Command::Terminate {
             status_reason: Some("AUTO_EXPIRED".to_owned()),
         })
