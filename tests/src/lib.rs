@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod db;
+pub mod files;
 pub mod http;
 pub mod s3_form;
 

@@ -7,23 +7,14 @@
 use std::time::Duration;
 
 use ehealth_domain::{patient_attachment::NOT_PRESIGNED, ClientType};
-use ehealth_tests::{eventually, s3_form, wait_for, Party, TestApp};
+use ehealth_tests::{
+    eventually,
+    files::{sha256, PDF, PNG},
+    s3_form, wait_for, Party, TestApp,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::Digest as _;
 use uuid::Uuid;
-
-/// A real 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
-    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
-
-/// A minimal PDF document.
-const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -208,10 +199,6 @@ impl<'a> Cliniko<'a> {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// The path of an absolute link of this api.
 fn path_of(app: &TestApp, link: &Value) -> String {
     link.as_str()
@@ -219,6 +206,19 @@ fn path_of(app: &TestApp, link: &Value) -> String {
         .strip_prefix(&app.address)
         .unwrap_or_else(|| panic!("{link} is not under {}", app.address))
         .to_owned()
+}
+
+/// The event types of attachment `id`'s stream, in order.
+async fn event_types(app: &TestApp, id: &str) -> Vec<String> {
+    let stream = ehealth_domain::patient_attachment::stream_id(id.parse().unwrap());
+    app.query(
+        "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        &[&stream],
+    )
+    .await
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,17 +291,8 @@ async fn a_browser_upload_becomes_a_processed_attachment_whose_content_is_the_sa
     );
 
     // Every change is in the event log, and status changes were announced.
+    assert_eq!(event_types(&app, &id).await, ["created", "processed"]);
     let stream = ehealth_domain::patient_attachment::stream_id(id.parse().unwrap());
-    let types: Vec<String> = app
-        .query(
-            "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
-            &[&stream],
-        )
-        .await
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(types, ["created", "processed"]);
     let announced = app
         .query(
             "SELECT payload->'properties'->'status'->>'new_value' FROM outbox \
@@ -976,17 +967,10 @@ async fn a_missing_object_fails_processing_visibly_and_the_attachment_stays_inco
         .get(&format!("/v1/patient_attachments/{id}/content"))
         .await;
     assert_eq!(content.status, StatusCode::NOT_FOUND, "{content:?}");
-    let stream = ehealth_domain::patient_attachment::stream_id(id.parse().unwrap());
-    let types: Vec<String> = app
-        .query(
-            "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
-            &[&stream],
-        )
-        .await
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(types, ["created", "processing_failed"]);
+    assert_eq!(
+        event_types(&app, &id).await,
+        ["created", "processing_failed"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,21 +8,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use ehealth_infra::storage::PresignedPost;
-use ehealth_tests::{s3_form, s3_form::error_code as code, TestApp};
-use sha2::Digest as _;
-
-/// A real 1×1 PNG (signature, IHDR, IDAT, IEND).
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
-    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
-
-/// A minimal PDF document.
-const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+use ehealth_infra::storage::{ObjectDigest, PresignedPost};
+use ehealth_tests::{
+    files::{sha256, PDF, PNG},
+    s3_form,
+    s3_form::error_code as code,
+    TestApp,
+};
+use reqwest::StatusCode;
 
 const TTL: Duration = Duration::from_secs(600);
 
@@ -33,8 +26,23 @@ fn key(name: &str) -> String {
     )
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
+/// An app without a worker, and its attachments bucket.
+async fn store() -> (TestApp, String) {
+    let app = TestApp::spawn_without_worker().await;
+    let bucket = app.storage.attachments_bucket.clone();
+    (app, bucket)
+}
+
+/// What the store holds at `key` of `bucket` (None: nothing).
+async fn stored(app: &TestApp, bucket: &str, key: &str) -> Option<ObjectDigest> {
+    app.storage.digest(bucket, key).await.unwrap()
+}
+
+/// The store refused the upload with `expected` and the S3 error `error`.
+#[track_caller]
+fn assert_refused(status: StatusCode, body: &str, expected: StatusCode, error: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(code(body), error, "{body}");
 }
 
 /// POSTs `fields`, a `Content-Type` field, then the file, as a browser form does.
@@ -43,7 +51,7 @@ async fn post(
     fields: &[(String, String)],
     content_type: &str,
     file: &[u8],
-) -> (reqwest::StatusCode, String) {
+) -> (StatusCode, String) {
     s3_form::upload_fields(url, fields, "upload.bin", content_type, file).await
 }
 
@@ -65,8 +73,7 @@ fn with(post: &PresignedPost, name: &str, value: &str) -> Vec<(String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presigned_form_uploads_its_file_with_201_and_a_post_response() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     assert!(
         app.storage.buckets().contains(&bucket.as_str()),
         "created at start"
@@ -87,7 +94,7 @@ async fn a_presigned_form_uploads_its_file_with_201_and_a_post_response() {
 
     let (status, body) = s3_form::upload(&form, "scan one.png", "image/png", PNG).await;
 
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body.contains("<PostResponse"), "{body}");
     assert!(
         body.contains(&format!("<Bucket>{bucket}</Bucket>")),
@@ -96,7 +103,7 @@ async fn a_presigned_form_uploads_its_file_with_201_and_a_post_response() {
     assert!(body.contains(&format!("<Key>{key}</Key>")), "{body}");
     assert!(body.contains("<ETag>"), "{body}");
     assert!(body.contains("<Location>"), "{body}");
-    let digest = app.storage.digest(&bucket, &key).await.unwrap().unwrap();
+    let digest = stored(&app, &bucket, &key).await.unwrap();
     assert_eq!(digest.size, PNG.len() as u64);
     assert_eq!(digest.sha256, sha256(PNG));
     assert_eq!(digest.sniffed_type.as_deref(), Some("image/png"));
@@ -105,37 +112,25 @@ async fn a_presigned_form_uploads_its_file_with_201_and_a_post_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_larger_than_the_policy_allows_or_empty_is_refused_and_nothing_is_stored() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let key = key("big.bin");
     let form = app.storage.presign_post(&bucket, &key, 1024, TTL).unwrap();
 
     let (status, body) = post(&form.url, &fields(&form), "text/plain", &[b'x'; 1025]).await;
-    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(code(&body), "EntityTooLarge", "{body}");
+    assert_refused(status, &body, StatusCode::BAD_REQUEST, "EntityTooLarge");
     let (status, body) = post(&form.url, &fields(&form), "text/plain", b"").await;
-    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(code(&body), "EntityTooSmall", "{body}");
-    assert_eq!(app.storage.digest(&bucket, &key).await.unwrap(), None);
+    assert_refused(status, &body, StatusCode::BAD_REQUEST, "EntityTooSmall");
+    assert_eq!(stored(&app, &bucket, &key).await, None);
 
     // The limit itself is allowed.
     let (status, body) = post(&form.url, &fields(&form), "text/plain", &[b'x'; 1024]).await;
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-    assert_eq!(
-        app.storage
-            .digest(&bucket, &key)
-            .await
-            .unwrap()
-            .unwrap()
-            .size,
-        1024
-    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(stored(&app, &bucket, &key).await.unwrap().size, 1024);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_whose_key_was_changed_is_refused() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let key = key("scan.png");
     let form = app
         .storage
@@ -145,16 +140,19 @@ async fn a_form_whose_key_was_changed_is_refused() {
 
     let (status, body) = post(&form.url, &with(&form, "key", other), "image/png", PNG).await;
 
-    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(code(&body), "InvalidPolicyDocument", "{body}");
-    assert_eq!(app.storage.digest(&bucket, other).await.unwrap(), None);
-    assert_eq!(app.storage.digest(&bucket, &key).await.unwrap(), None);
+    assert_refused(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "InvalidPolicyDocument",
+    );
+    assert_eq!(stored(&app, &bucket, other).await, None);
+    assert_eq!(stored(&app, &bucket, &key).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_form_is_refused() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let key = key("late.png");
     // Signed 10 minutes ago, valid for 5: expired 5 minutes ago (its signing time is within the store's
     // 15-minute clock-skew window, so the expiry alone refuses it).
@@ -171,16 +169,14 @@ async fn an_expired_form_is_refused() {
 
     let (status, body) = post(&form.url, &fields(&form), "image/png", PNG).await;
 
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "AccessDenied", "{body}");
+    assert_refused(status, &body, StatusCode::FORBIDDEN, "AccessDenied");
     assert!(body.contains("expired"), "{body}");
-    assert_eq!(app.storage.digest(&bucket, &key).await.unwrap(), None);
+    assert_eq!(stored(&app, &bucket, &key).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_signature_a_tampered_policy_or_another_account_is_refused() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let key = key("scan.png");
     let form = app.storage.presign_post(&bucket, &key, 1024, TTL).unwrap();
 
@@ -198,8 +194,12 @@ async fn a_wrong_signature_a_tampered_policy_or_another_account_is_refused() {
         PNG,
     )
     .await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "SignatureDoesNotMatch", "{body}");
+    assert_refused(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "SignatureDoesNotMatch",
+    );
 
     // The policy rewritten to allow 1 GiB, under the original signature.
     let bigger = {
@@ -222,8 +222,12 @@ async fn a_wrong_signature_a_tampered_policy_or_another_account_is_refused() {
         &[b'x'; 2048],
     )
     .await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "SignatureDoesNotMatch", "{body}");
+    assert_refused(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "SignatureDoesNotMatch",
+    );
 
     // A form signed with AWS's published example account.
     let stranger = ehealth_infra::storage::Storage::new(&ehealth_infra::Config {
@@ -233,14 +237,13 @@ async fn a_wrong_signature_a_tampered_policy_or_another_account_is_refused() {
     });
     let forged = stranger.presign_post(&bucket, &key, 1024, TTL).unwrap();
     let (status, body) = post(&forged.url, &fields(&forged), "image/png", PNG).await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(app.storage.digest(&bucket, &key).await.unwrap(), None);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(stored(&app, &bucket, &key).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_the_policy_does_not_name_or_another_bucket_is_refused() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let key = key("scan.png");
     let form = app.storage.presign_post(&bucket, &key, 1024, TTL).unwrap();
 
@@ -251,8 +254,7 @@ async fn a_field_the_policy_does_not_name_or_another_bucket_is_refused() {
         PNG,
     )
     .await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "AccessDenied", "{body}");
+    assert_refused(status, &body, StatusCode::FORBIDDEN, "AccessDenied");
 
     let (status, body) = post(
         &form.url,
@@ -261,8 +263,12 @@ async fn a_field_the_policy_does_not_name_or_another_bucket_is_refused() {
         PNG,
     )
     .await;
-    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(code(&body), "InvalidPolicyDocument", "{body}");
+    assert_refused(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "InvalidPolicyDocument",
+    );
 
     let files = format!(
         "{}/{}",
@@ -270,26 +276,20 @@ async fn a_field_the_policy_does_not_name_or_another_bucket_is_refused() {
         app.storage.files_bucket
     );
     let (status, body) = post(&files, &fields(&form), "image/png", PNG).await;
-    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(code(&body), "InvalidPolicyDocument", "{body}");
-    assert_eq!(
-        app.storage
-            .digest(&app.storage.files_bucket, &key)
-            .await
-            .unwrap(),
-        None
+    assert_refused(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "InvalidPolicyDocument",
     );
-    assert_eq!(app.storage.digest(&bucket, &key).await.unwrap(), None);
+    assert_eq!(stored(&app, &app.storage.files_bucket, &key).await, None);
+    assert_eq!(stored(&app, &bucket, &key).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_bytes() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
-    assert_eq!(
-        app.storage.digest(&bucket, "no/such/object").await.unwrap(),
-        None
-    );
+    let (app, bucket) = store().await;
+    assert_eq!(stored(&app, &bucket, "no/such/object").await, None);
 
     // A PDF declared as something else: the bytes tell, the declaration is kept beside.
     let pdf_key = key("report.pdf");
@@ -298,13 +298,8 @@ async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_byte
         .presign_post(&bucket, &pdf_key, 1024, TTL)
         .unwrap();
     let (status, body) = post(&form.url, &fields(&form), "application/octet-stream", PDF).await;
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-    let pdf = app
-        .storage
-        .digest(&bucket, &pdf_key)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pdf = stored(&app, &bucket, &pdf_key).await.unwrap();
     assert_eq!(pdf.size, PDF.len() as u64);
     assert_eq!(pdf.sha256, sha256(PDF));
     assert_eq!(pdf.sniffed_type.as_deref(), Some("application/pdf"));
@@ -326,13 +321,8 @@ async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_byte
         b"blood pressure 120/80",
     )
     .await;
-    assert_eq!(status, reqwest::StatusCode::CREATED);
-    let text = app
-        .storage
-        .digest(&bucket, &text_key)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    let text = stored(&app, &bucket, &text_key).await.unwrap();
     assert_eq!(text.sniffed_type, None);
     assert_eq!(text.declared_type.as_deref(), Some("text/plain"));
     assert_eq!(text.sha256, sha256(b"blood pressure 120/80"));
@@ -349,13 +339,8 @@ async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_byte
         .presign_post(&bucket, &big_key, app.config.max_attachment_bytes, TTL)
         .unwrap();
     let (status, _) = post(&form.url, &fields(&form), "image/png", &big).await;
-    assert_eq!(status, reqwest::StatusCode::CREATED);
-    let digest = app
-        .storage
-        .digest(&bucket, &big_key)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    let digest = stored(&app, &bucket, &big_key).await.unwrap();
     assert_eq!(digest.size, big.len() as u64);
     assert_eq!(digest.sha256, sha256(&big));
     assert_eq!(digest.sniffed_type.as_deref(), Some("image/png"));
@@ -366,25 +351,14 @@ async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_byte
         .copy(&bucket, &pdf_key, final_key)
         .await
         .unwrap();
+    assert_eq!(stored(&app, &bucket, final_key).await.unwrap(), pdf);
     assert_eq!(
-        app.storage
-            .digest(&bucket, final_key)
-            .await
-            .unwrap()
-            .unwrap(),
-        pdf
-    );
-    assert_eq!(
-        app.storage
-            .digest(&bucket, &pdf_key)
-            .await
-            .unwrap()
-            .unwrap(),
+        stored(&app, &bucket, &pdf_key).await.unwrap(),
         pdf,
         "the source stays until it is deleted"
     );
     app.storage.delete(&bucket, &pdf_key).await.unwrap();
-    assert_eq!(app.storage.digest(&bucket, &pdf_key).await.unwrap(), None);
+    assert_eq!(stored(&app, &bucket, &pdf_key).await, None);
     assert!(
         app.storage
             .copy(&bucket, &pdf_key, "le-1/attachments/7/43/x.pdf")
@@ -396,8 +370,7 @@ async fn digest_streams_size_sha256_and_the_sniffed_type_and_copy_keeps_the_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_works_until_its_policy_expires_however_long_ago_it_was_signed() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     // Signed 20 minutes ago for an hour (past s3s's 15-minute clock skew), and 2 days ago for 3 days.
     for (age, ttl) in [
         (chrono::Duration::minutes(20), Duration::from_secs(3600)),
@@ -409,14 +382,9 @@ async fn a_form_works_until_its_policy_expires_however_long_ago_it_was_signed() 
             .presign_post_at(&bucket, &key, 1024, ttl, Utc::now() - age)
             .unwrap();
         let (status, body) = post(&form.url, &fields(&form), "image/png", PNG).await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "{age}: {body}");
+        assert_eq!(status, StatusCode::CREATED, "{age}: {body}");
         assert_eq!(
-            app.storage
-                .digest(&bucket, &key)
-                .await
-                .unwrap()
-                .unwrap()
-                .sha256,
+            stored(&app, &bucket, &key).await.unwrap().sha256,
             sha256(PNG)
         );
     }
@@ -427,7 +395,7 @@ async fn list_signed_at(
     app: &TestApp,
     bucket: &str,
     signed_at: std::time::SystemTime,
-) -> (reqwest::StatusCode, String) {
+) -> (StatusCode, String) {
     use aws_sigv4::http_request::{
         sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
     };
@@ -464,12 +432,10 @@ async fn list_signed_at(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_other_than_forms_keep_the_fifteen_minute_clock_skew() {
-    let app = TestApp::spawn_without_worker().await;
-    let bucket = app.storage.attachments_bucket.clone();
+    let (app, bucket) = store().await;
     let now = std::time::SystemTime::now();
     let (status, body) = list_signed_at(&app, &bucket, now).await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = list_signed_at(&app, &bucket, now - Duration::from_secs(20 * 60)).await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(code(&body), "RequestTimeTooSkewed", "{body}");
+    assert_refused(status, &body, StatusCode::FORBIDDEN, "RequestTimeTooSkewed");
 }
