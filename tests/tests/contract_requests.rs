@@ -107,6 +107,22 @@ async fn world() -> World {
     }
 }
 
+/// The MD5 of `a`: the checksums of a create that never gets to its documents, or whose documents are other
+/// bytes.
+const MD5_OF_A: &str = "0cc175b9c0f1b6a831c399e269772661";
+
+/// A token of the clinic's owner, with all scopes for an hour, as a client of `client_type`.
+async fn clinic_user_as(w: &World, client_type: ClientType) -> String {
+    w.app
+        .token(
+            w.clinic.user_id,
+            client_type,
+            ALL_SCOPES,
+            chrono::Duration::hours(1),
+        )
+        .await
+}
+
 async fn md5(app: &TestApp, bytes: &[u8]) -> String {
     app.query("SELECT md5($1::bytea)", &[&bytes]).await[0].get(0)
 }
@@ -675,29 +691,13 @@ async fn the_read_checks_token_expiry_scope_user_client_context_then_existence()
         .get(&path)
         .await
         .assert_error(403, NOT_ALLOWED_TO_VIEW);
-    let pharmacy = w
-        .app
-        .token(
-            w.clinic.user_id,
-            ClientType::Pharmacy,
-            ALL_SCOPES,
-            chrono::Duration::hours(1),
-        )
-        .await;
+    let pharmacy = clinic_user_as(&w, ClientType::Pharmacy).await;
     w.app
         .api(&pharmacy)
         .get(&path)
         .await
         .assert_error(403, NOT_ALLOWED_TO_VIEW);
-    let mis = w
-        .app
-        .token(
-            w.clinic.user_id,
-            ClientType::Mis,
-            ALL_SCOPES,
-            chrono::Duration::hours(1),
-        )
-        .await;
+    let mis = clinic_user_as(&w, ClientType::Mis).await;
     w.app
         .api(&mis)
         .get(&path)
@@ -797,35 +797,19 @@ async fn a_create_body_that_does_not_fit_the_schema_is_422_naming_every_entry() 
         .request(
             Method::POST,
             &format!("/api/contract_requests/reimbursement/{}", draft.id),
-            Some(body(
-                &w,
-                "0cc175b9c0f1b6a831c399e269772661",
-                "0cc175b9c0f1b6a831c399e269772661",
-            )),
+            Some(body(&w, MD5_OF_A, MD5_OF_A)),
             &[],
         )
         .await;
     reply.assert_error(403, NOT_ALLOWED);
-    let msp_pharmacy = w
-        .app
-        .token(
-            w.clinic.user_id,
-            ClientType::MspPharmacy,
-            ALL_SCOPES,
-            chrono::Duration::hours(1),
-        )
-        .await;
+    let msp_pharmacy = clinic_user_as(&w, ClientType::MspPharmacy).await;
     let reply = w
         .app
         .api(&msp_pharmacy)
         .request(
             Method::POST,
             &format!("/api/contract_requests/reimbursement/{}", draft.id),
-            Some(body(
-                &w,
-                "0cc175b9c0f1b6a831c399e269772661",
-                "0cc175b9c0f1b6a831c399e269772661",
-            )),
+            Some(body(&w, MD5_OF_A, MD5_OF_A)),
             &[],
         )
         .await;
@@ -885,11 +869,7 @@ async fn a_create_whose_documents_are_missing_or_differ_fails_the_job_409() {
         .request(
             Method::POST,
             &format!("/api/contract_requests/capitation/{empty}"),
-            Some(body(
-                &w,
-                "0cc175b9c0f1b6a831c399e269772661",
-                "0cc175b9c0f1b6a831c399e269772661",
-            )),
+            Some(body(&w, MD5_OF_A, MD5_OF_A)),
             &[],
         )
         .await;
@@ -903,11 +883,7 @@ async fn a_create_whose_documents_are_missing_or_differ_fails_the_job_409() {
         .request(
             Method::POST,
             &format!("/api/contract_requests/capitation/{}", full.id),
-            Some(body(
-                &w,
-                "0cc175b9c0f1b6a831c399e269772661",
-                &additional_md5,
-            )),
+            Some(body(&w, MD5_OF_A, &additional_md5)),
             &[],
         )
         .await;
@@ -1131,15 +1107,7 @@ async fn reference_import_is_validated_whole_written_in_one_transaction_and_idem
 async fn a_pharmacy_creates_a_reimbursement_request_shown_as_document_003s_second_example_and_rebuilt_alike(
 ) {
     let w = world().await;
-    let pharmacy = w
-        .app
-        .token(
-            w.clinic.user_id,
-            ClientType::Pharmacy,
-            ALL_SCOPES,
-            chrono::Duration::hours(1),
-        )
-        .await;
+    let pharmacy = clinic_user_as(&w, ClientType::Pharmacy).await;
     let api = w.app.api(&pharmacy);
     let reply = api
         .request(
