@@ -32,6 +32,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::sweeper::try_xact_lock;
+
 /// The advisory lock that makes one scheduler run at a time across all workers.
 pub const LOCK_KEY: i64 = 0x6548_6561_6c74_6802;
 /// Requests of each kind handled per round; the rest wait for the next round.
@@ -39,7 +41,6 @@ pub const BATCH: i64 = 500;
 /// The status reason of a contract request the scheduler terminated.
 pub const AUTO_EXPIRED: &str = "AUTO_EXPIRED";
 
-const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 /// Active service requests whose last day of use is before `$1` (V12's partial index answers it).
 const EXPIRED_SERVICE_REQUESTS: &str = "SELECT id FROM service_requests \
      WHERE status = 'active' AND expiration_date < $1 ORDER BY expiration_date, id LIMIT $2";
@@ -78,12 +79,7 @@ pub async fn schedule_once(
     let (scheduled, messages) = {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let statement = tx.prepare_cached(TRY_LOCK).await?;
-        if !tx
-            .query_one(&statement, &[&LOCK_KEY])
-            .await?
-            .get::<_, bool>(0)
-        {
+        if !try_xact_lock(&tx, LOCK_KEY).await? {
             return Ok(Scheduled::default());
         }
         let expire = serde_json::to_value(ServiceRequestCommand::Expire)?;

@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use ehealth_infra::{
     amqp::Publisher,
     metrics,
@@ -57,6 +57,13 @@ pub struct Swept {
     pub republished: usize,
 }
 
+/// Whether this transaction took the advisory lock `key` (held until it ends); false while another worker's
+/// transaction holds it. The sweeper and the scheduler each run one at a time this way.
+pub(crate) async fn try_xact_lock(tx: &impl GenericClient, key: i64) -> Result<bool, StoreError> {
+    let statement = tx.prepare_cached(TRY_LOCK).await?;
+    Ok(tx.query_one(&statement, &[&key]).await?.get::<_, bool>(0))
+}
+
 /// One round: ends overdue jobs and republishes stale ones.
 pub async fn sweep_once(
     pool: &Pool,
@@ -66,12 +73,7 @@ pub async fn sweep_once(
     let (expired, messages): (u64, Vec<OutboxMessage>) = {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let statement = tx.prepare_cached(TRY_LOCK).await?;
-        if !tx
-            .query_one(&statement, &[&LOCK_KEY])
-            .await?
-            .get::<_, bool>(0)
-        {
+        if !try_xact_lock(&tx, LOCK_KEY).await? {
             return Ok(Swept::default());
         }
         let deadline = config.job_deadline_seconds as f64;
