@@ -19,12 +19,11 @@
 //!    during the build, or created after the keyset passed them) are folded again into the shadow.
 //! 4. The swap, in one short transaction: `LOCK TABLE <t> IN ACCESS EXCLUSIVE MODE` (writers and readers wait),
 //!    the same catch-up again — now exact, because no writer can project into the table until the commit,
-//!    and one that projects afterwards writes its stream's whole state — then the live table is made equal
-//!    to the shadow by writing only the difference: the live rows with no identical row of their stream in
-//!    the shadow are deleted, the shadow rows with no identical live row are inserted (two hash anti-joins;
-//!    nothing is written when the live table was right), and the shadow is dropped. The live table keeps
-//!    its own name, indexes, constraints and grants (`db::RUNTIME_GRANTS`); renaming the shadow into place
-//!    would have to redo all of them.
+//!    and one that projects afterwards writes its stream's whole state — then
+//!    `TRUNCATE <t>; INSERT INTO <t> SELECT * FROM <t>_rebuild; DROP TABLE <t>_rebuild`. Copying keeps the
+//!    live table's own name, indexes, constraints and grants (`db::RUNTIME_GRANTS`); renaming the shadow
+//!    into place would have to redo all of them. (Writing only the difference — two hash anti-joins over
+//!    whole rows — was tried: 2 × faster at 100,000 rows, 2.4 × slower at 1,000,000, where the hashes spill.)
 //!
 //! A projection whose stream type has no events skips all of this: its table is emptied under the lock.
 
@@ -260,6 +259,7 @@ async fn rebuild_with<A: Projection>(
 ) -> Result<(), StoreError> {
     let table = A::TABLE;
     if rebuilt_empty::<A>(client).await? {
+        (progress.table_events, progress.table_total) = (0, 0);
         progress.log(table, "swapped");
         return Ok(());
     }
@@ -300,18 +300,8 @@ async fn rebuild_with<A: Projection>(
         }
         let locked_at = Instant::now();
         catch_up::<A>(&tx, &shadow, &mut built, progress).await?;
-        // The comparison below hashes the shadow: in memory, not in batches on disk.
-        tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
-        // Only the rows that differ are written: a live row without an identical row of its stream in the
-        // shadow goes, a shadow row without an identical live row comes in. The end state is the shadow's
-        // rows exactly; when the live table was already right (the usual case) nothing is written.
-        let key = A::STREAM_COLUMN;
         tx.batch_execute(&format!(
-            "DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s \
-               WHERE s.{key} = t.{key} AND ROW(s.*) IS NOT DISTINCT FROM ROW(t.*)); \
-             INSERT INTO {table} SELECT * FROM {shadow} s WHERE NOT EXISTS (SELECT 1 FROM {table} t \
-               WHERE t.{key} = s.{key} AND ROW(t.*) IS NOT DISTINCT FROM ROW(s.*)); \
-             DROP TABLE {shadow}"
+            "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {shadow}; DROP TABLE {shadow}"
         ))
         .await?;
         tx.commit().await?;
