@@ -27,10 +27,6 @@ Options:
   -V, --version  Print the version
 ";
 
-/// mimalloc rather than glibc's malloc: allocation was a fifth of the api's CPU per request (issue 11).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     cli::handle_service_args("ehealth-api", env!("CARGO_PKG_VERSION"), HELP);

@@ -26,10 +26,6 @@ use args::{AuditCommand, Cli, Command, ProjectionsCommand};
 #[error("the event chain does not verify")]
 struct BrokenChain(Value);
 
-/// mimalloc rather than glibc's malloc: allocation was a fifth of the api's CPU per request (issue 11).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
