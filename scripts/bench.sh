@@ -29,6 +29,8 @@
 #     that commit's ehealth-admin)   BENCH_WORKER_ENV (extra environment of the drained worker, e.g.
 #     "DB_POOL_SIZE=34")   BENCH_E2E_TIMEOUT (600 s per drain)   BENCH_RUST_LOG (info)
 #   BENCH_HTTP_PORT (18180) BENCH_WORKER_PORT (18181) BENCH_S3_PORT (18190)   BENCH_OUT (target/bench)
+#   BENCH_DB (ehealth_bench; the Graphile database is its name + _graphile)   BENCH_VHOST (BENCH_DB): two
+#     benchmarks at once need their own database, vhost, ports and BENCH_OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -49,13 +51,13 @@ S3_PORT=${BENCH_S3_PORT:-18190}
 OUT=${BENCH_OUT:-target/bench}
 
 PG=postgres://127.0.0.1:5432
-DB=ehealth_bench
-GRAPHILE_DB=ehealth_bench_graphile
+DB=${BENCH_DB:-ehealth_bench}
+GRAPHILE_DB=${DB}_graphile
 OWNER_URL=postgres://postgres@127.0.0.1:5432/$DB
 APP_URL=postgres://ehealth_app@127.0.0.1:5432/$DB
 ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 GRAPHILE_URL=postgres://postgres@127.0.0.1:5432/$GRAPHILE_DB
-VHOST=ehealth_bench
+VHOST=${BENCH_VHOST:-$DB}
 BASE=http://127.0.0.1:$HTTP_PORT
 
 mkdir -p "$OUT"
