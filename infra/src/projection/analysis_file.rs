@@ -6,63 +6,49 @@ use ehealth_domain::analysis_file::{AnalysisFilesAggregate, File, State};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{Folded, Projection};
+use super::row::{self, projection_row, OnConflict, ProjectionRow};
+use super::Projection;
 use crate::StoreError;
 
-const COLUMNS: &str =
-    "id, stream_id, legal_entity_id, patient_id, analysis_id, file_name, object_key, \
-     size, content_type, etag, is_send, created_at, updated_at";
+/// The columns a `SELECT` reads a row with.
+const COLUMNS: &str = AnalysisFileRow::COLUMN_LIST;
 
-/// One row of the read model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnalysisFileRow {
-    /// File id.
-    pub id: Uuid,
-    /// The stream (legal entity × patient × analysis).
-    pub stream_id: Uuid,
-    /// Owner.
-    pub legal_entity_id: Uuid,
-    /// The patient.
-    pub patient_id: Uuid,
-    /// The analysis.
-    pub analysis_id: Uuid,
-    /// Name.
-    pub file_name: String,
-    /// Key in the files bucket.
-    pub object_key: String,
-    /// Bytes.
-    pub size: i64,
-    /// Content type.
-    pub content_type: String,
-    /// Entity tag.
-    pub etag: String,
-    /// To be sent to the patient.
-    pub is_send: bool,
-    /// Recorded.
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
+projection_row! {
+    table: "analysis_files",
+    on_conflict: OnConflict::Insert,
+    /// One row of the read model.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct AnalysisFileRow {
+        /// File id.
+        pub id: Uuid,
+        /// The stream (legal entity × patient × analysis).
+        pub stream_id: Uuid,
+        /// Owner.
+        pub legal_entity_id: Uuid,
+        /// The patient.
+        pub patient_id: Uuid,
+        /// The analysis.
+        pub analysis_id: Uuid,
+        /// Name.
+        pub file_name: String,
+        /// Key in the files bucket.
+        pub object_key: String,
+        /// Bytes.
+        pub size: i64,
+        /// Content type.
+        pub content_type: String,
+        /// Entity tag.
+        pub etag: String,
+        /// To be sent to the patient.
+        pub is_send: bool,
+        /// Recorded.
+        pub created_at: DateTime<Utc>,
+        /// Last changed.
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 impl AnalysisFileRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        Self {
-            id: row.get("id"),
-            stream_id: row.get("stream_id"),
-            legal_entity_id: row.get("legal_entity_id"),
-            patient_id: row.get("patient_id"),
-            analysis_id: row.get("analysis_id"),
-            file_name: row.get("file_name"),
-            object_key: row.get("object_key"),
-            size: row.get("size"),
-            content_type: row.get("content_type"),
-            etag: row.get("etag"),
-            is_send: row.get("is_send"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
-    }
-
     /// The row of a folded file of `stream_id`.
     pub fn from_file(stream_id: Uuid, file: &File) -> Self {
         Self {
@@ -144,11 +130,25 @@ pub async fn get(
 
 impl Projection for AnalysisFilesAggregate {
     const ENTITY: &'static str = "analysis_file";
-    const TABLE: &'static str = "analysis_files";
     const STREAM_COLUMN: &'static str = "stream_id";
+    type Row = AnalysisFileRow;
 
     fn status(_: &State) -> Option<&'static str> {
         None
+    }
+
+    fn rows(
+        id: Uuid,
+        state: &State,
+        _version: i64,
+        _inserted_at: DateTime<Utc>,
+        _updated_at: DateTime<Utc>,
+    ) -> Vec<AnalysisFileRow> {
+        state
+            .files
+            .values()
+            .map(|file| AnalysisFileRow::from_file(id, file))
+            .collect()
     }
 
     /// Replaces the stream's rows by its live files: few per analysis, and exactly what a rebuild writes.
@@ -156,95 +156,15 @@ impl Projection for AnalysisFilesAggregate {
         tx: &impl GenericClient,
         id: Uuid,
         state: &State,
-        _version: i64,
-        _inserted_at: DateTime<Utc>,
-        _updated_at: DateTime<Utc>,
+        version: i64,
+        inserted_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let remove = tx
             .prepare_cached("DELETE FROM analysis_files WHERE stream_id = $1")
             .await?;
         tx.execute(&remove, &[&id]).await?;
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO analysis_files ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            ))
-            .await?;
-        for file in state.files.values() {
-            let row = AnalysisFileRow::from_file(id, file);
-            tx.execute(
-                &insert,
-                &[
-                    &row.id,
-                    &row.stream_id,
-                    &row.legal_entity_id,
-                    &row.patient_id,
-                    &row.analysis_id,
-                    &row.file_name,
-                    &row.object_key,
-                    &row.size,
-                    &row.content_type,
-                    &row.etag,
-                    &row.is_send,
-                    &row.created_at,
-                    &row.updated_at,
-                ],
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_folded(
-        client: &impl GenericClient,
-        table: &str,
-        streams: &[Folded<Self>],
-    ) -> Result<(), StoreError> {
-        let rows: Vec<AnalysisFileRow> = streams
-            .iter()
-            .flat_map(|f| {
-                f.state
-                    .files
-                    .values()
-                    .map(|file| AnalysisFileRow::from_file(f.stream_id, file))
-            })
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let id = |get: fn(&AnalysisFileRow) -> Uuid| rows.iter().map(get).collect::<Vec<_>>();
-        let text = |get: fn(&AnalysisFileRow) -> &str| rows.iter().map(get).collect::<Vec<_>>();
-        let time =
-            |get: fn(&AnalysisFileRow) -> DateTime<Utc>| rows.iter().map(get).collect::<Vec<_>>();
-        let sizes: Vec<i64> = rows.iter().map(|r| r.size).collect();
-        let sends: Vec<bool> = rows.iter().map(|r| r.is_send).collect();
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], \
-                 $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
-                 $11::boolean[], $12::timestamptz[], $13::timestamptz[])"
-            ))
-            .await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &id(|r| r.id),
-                    &id(|r| r.stream_id),
-                    &id(|r| r.legal_entity_id),
-                    &id(|r| r.patient_id),
-                    &id(|r| r.analysis_id),
-                    &text(|r| &r.file_name),
-                    &text(|r| &r.object_key),
-                    &sizes,
-                    &text(|r| &r.content_type),
-                    &text(|r| &r.etag),
-                    &sends,
-                    &time(|r| r.created_at),
-                    &time(|r| r.updated_at),
-                ],
-            )
-            .await?;
-        Ok(())
+        let rows = Self::rows(id, state, version, inserted_at, updated_at);
+        row::write(tx, &rows).await
     }
 }

@@ -10,51 +10,46 @@ use ehealth_domain::contract_request::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{Folded, Projection};
+use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::Projection;
 use crate::StoreError;
 
-const COLUMNS: &str =
-    "id, contract_type, status, contractor_legal_entity_id, edrpou, contract_number, \
-     start_date, end_date, signed_content_key, data, version, inserted_at, updated_at";
+/// The columns a `SELECT` reads a row with.
+const COLUMNS: &str = ContractRequestRow::COLUMN_LIST;
 
-const UPSERT: &str = "INSERT INTO contract_requests (id, contract_type, status, contractor_legal_entity_id, \
-     edrpou, contract_number, start_date, end_date, signed_content_key, data, version, inserted_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-     ON CONFLICT (id) DO UPDATE SET contract_type = EXCLUDED.contract_type, status = EXCLUDED.status, \
-     contractor_legal_entity_id = EXCLUDED.contractor_legal_entity_id, edrpou = EXCLUDED.edrpou, \
-     contract_number = EXCLUDED.contract_number, start_date = EXCLUDED.start_date, \
-     end_date = EXCLUDED.end_date, signed_content_key = EXCLUDED.signed_content_key, data = EXCLUDED.data, \
-     version = EXCLUDED.version, inserted_at = EXCLUDED.inserted_at, updated_at = EXCLUDED.updated_at";
-
-/// One row of the read model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContractRequestRow {
-    /// Id.
-    pub id: Uuid,
-    /// `CAPITATION` or `REIMBURSEMENT`.
-    pub contract_type: String,
-    /// e.g. `NEW`.
-    pub status: String,
-    /// The contractor.
-    pub contractor_legal_entity_id: Uuid,
-    /// The contractor's EDRPOU.
-    pub edrpou: String,
-    /// Set by approve.
-    pub contract_number: Option<String>,
-    /// First day.
-    pub start_date: NaiveDate,
-    /// Last day.
-    pub end_date: NaiveDate,
-    /// The newest signed content's object key.
-    pub signed_content_key: Option<String>,
-    /// Document 003's `data`.
-    pub data: Value,
-    /// Stream version.
-    pub version: i64,
-    /// First event.
-    pub inserted_at: DateTime<Utc>,
-    /// Last event.
-    pub updated_at: DateTime<Utc>,
+projection_row! {
+    table: "contract_requests",
+    on_conflict: OnConflict::UpdateAll,
+    /// One row of the read model.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ContractRequestRow {
+        /// Id.
+        pub id: Uuid,
+        /// `CAPITATION` or `REIMBURSEMENT`.
+        pub contract_type: String,
+        /// e.g. `NEW`.
+        pub status: String,
+        /// The contractor.
+        pub contractor_legal_entity_id: Uuid,
+        /// The contractor's EDRPOU.
+        pub edrpou: String,
+        /// Set by approve.
+        pub contract_number: Option<String>,
+        /// First day.
+        pub start_date: NaiveDate,
+        /// Last day.
+        pub end_date: NaiveDate,
+        /// The newest signed content's object key.
+        pub signed_content_key: Option<String>,
+        /// Document 003's `data`.
+        pub data: Value,
+        /// Stream version.
+        pub version: i64,
+        /// First event.
+        pub inserted_at: DateTime<Utc>,
+        /// Last event.
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 fn legal_entity(le: &LegalEntitySnapshot) -> Value {
@@ -150,24 +145,6 @@ pub fn render(cr: &ContractRequest) -> Value {
 }
 
 impl ContractRequestRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        Self {
-            id: row.get("id"),
-            contract_type: row.get("contract_type"),
-            status: row.get("status"),
-            contractor_legal_entity_id: row.get("contractor_legal_entity_id"),
-            edrpou: row.get("edrpou"),
-            contract_number: row.get("contract_number"),
-            start_date: row.get("start_date"),
-            end_date: row.get("end_date"),
-            signed_content_key: row.get("signed_content_key"),
-            data: row.get("data"),
-            version: row.get("version"),
-            inserted_at: row.get("inserted_at"),
-            updated_at: row.get("updated_at"),
-        }
-    }
-
     /// The row [`Projection::project`] (and so a rebuild) writes for a folded request.
     pub fn from_state(
         id: Uuid,
@@ -313,114 +290,24 @@ pub async fn open_past_start(
 
 impl Projection for ContractRequestAggregate {
     const ENTITY: &'static str = "contract_request";
-    const TABLE: &'static str = "contract_requests";
     const STREAM_COLUMN: &'static str = "id";
+    type Row = ContractRequestRow;
 
     fn status(state: &State) -> Option<&'static str> {
         state.0.as_ref().map(|cr| cr.status.as_str())
     }
 
-    async fn project(
-        tx: &impl GenericClient,
+    fn rows(
         id: Uuid,
         state: &State,
         version: i64,
         inserted_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let Some(cr) = state.0.as_ref() else {
-            return Ok(());
-        };
-        let r = ContractRequestRow::from_state(id, cr, version, inserted_at, updated_at);
-        let statement = tx.prepare_cached(UPSERT).await?;
-        tx.execute(
-            &statement,
-            &[
-                &r.id,
-                &r.contract_type,
-                &r.status,
-                &r.contractor_legal_entity_id,
-                &r.edrpou,
-                &r.contract_number,
-                &r.start_date,
-                &r.end_date,
-                &r.signed_content_key,
-                &r.data,
-                &r.version,
-                &r.inserted_at,
-                &r.updated_at,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_folded(
-        client: &impl GenericClient,
-        table: &str,
-        streams: &[Folded<Self>],
-    ) -> Result<(), StoreError> {
-        let rows: Vec<ContractRequestRow> = streams
+    ) -> Vec<ContractRequestRow> {
+        state
+            .0
             .iter()
-            .filter_map(|f| {
-                f.state.0.as_ref().map(|cr| {
-                    ContractRequestRow::from_state(
-                        f.stream_id,
-                        cr,
-                        f.version,
-                        f.first_recorded_at,
-                        f.last_recorded_at,
-                    )
-                })
-            })
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.contract_type.as_str()).collect();
-        let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-        let contractors: Vec<Uuid> = rows.iter().map(|r| r.contractor_legal_entity_id).collect();
-        let edrpous: Vec<&str> = rows.iter().map(|r| r.edrpou.as_str()).collect();
-        let numbers: Vec<Option<&str>> =
-            rows.iter().map(|r| r.contract_number.as_deref()).collect();
-        let starts: Vec<NaiveDate> = rows.iter().map(|r| r.start_date).collect();
-        let ends: Vec<NaiveDate> = rows.iter().map(|r| r.end_date).collect();
-        let keys: Vec<Option<&str>> = rows
-            .iter()
-            .map(|r| r.signed_content_key.as_deref())
-            .collect();
-        let data: Vec<&Value> = rows.iter().map(|r| &r.data).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
-        let inserted: Vec<DateTime<Utc>> = rows.iter().map(|r| r.inserted_at).collect();
-        let updated: Vec<DateTime<Utc>> = rows.iter().map(|r| r.updated_at).collect();
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
-                 $4::uuid[], $5::text[], $6::text[], $7::date[], $8::date[], $9::text[], $10::jsonb[], \
-                 $11::bigint[], $12::timestamptz[], $13::timestamptz[])"
-            ))
-            .await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &ids,
-                    &types,
-                    &statuses,
-                    &contractors,
-                    &edrpous,
-                    &numbers,
-                    &starts,
-                    &ends,
-                    &keys,
-                    &data,
-                    &versions,
-                    &inserted,
-                    &updated,
-                ],
-            )
-            .await?;
-        Ok(())
+            .map(|cr| ContractRequestRow::from_state(id, cr, version, inserted_at, updated_at))
+            .collect()
     }
 }

@@ -9,85 +9,75 @@ use ehealth_domain::patient_attachment::{Attachment, PatientAttachmentAggregate,
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{Folded, Projection};
+use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::Projection;
 use crate::StoreError;
 
-const COLUMNS: &str =
-    "id, stream_id, legal_entity_id, patient_id, patient_case_id, user_id, user_number, \
-     description, filename, upload_key, object_key, content_type, size, sha256, processed_at, \
-     processing_completed, processing_error, archived_at, created_at, updated_at";
+/// The columns a `SELECT` reads a row with.
+const COLUMNS: &str = PatientAttachmentRow::COLUMN_LIST;
 
-/// One row of the read model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatientAttachmentRow {
-    /// The int64 id.
-    pub id: i64,
-    /// Its stream.
-    pub stream_id: Uuid,
-    /// Owner.
-    pub legal_entity_id: Uuid,
-    /// The caller's patient.
-    pub patient_id: i64,
-    /// The caller's patient case.
-    pub patient_case_id: Option<i64>,
-    /// Creator.
-    pub user_id: Uuid,
-    /// Creator's int64 number.
-    pub user_number: i64,
-    /// Free text.
-    pub description: Option<String>,
-    /// File name.
-    pub filename: String,
-    /// The temporary key it was uploaded to.
-    pub upload_key: String,
-    /// The final key, once processed.
-    pub object_key: Option<String>,
-    /// Content type, once processed.
-    pub content_type: Option<String>,
-    /// Bytes, once processed.
-    pub size: Option<i64>,
-    /// SHA-256, once processed.
-    pub sha256: Option<String>,
-    /// When processing completed.
-    pub processed_at: Option<DateTime<Utc>>,
-    /// Whether processing completed.
-    pub processing_completed: bool,
-    /// Why processing failed, if it did.
-    pub processing_error: Option<String>,
-    /// When archived.
-    pub archived_at: Option<DateTime<Utc>>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
+projection_row! {
+    table: "patient_attachments",
+    // What processing and archiving change; the rest is set once, by `created`.
+    on_conflict: OnConflict::Update(&[
+        "object_key",
+        "content_type",
+        "size",
+        "sha256",
+        "processed_at",
+        "processing_completed",
+        "processing_error",
+        "archived_at",
+        "description",
+        "updated_at",
+    ]),
+    /// One row of the read model.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct PatientAttachmentRow {
+        /// The int64 id.
+        pub id: i64,
+        /// Its stream.
+        pub stream_id: Uuid,
+        /// Owner.
+        pub legal_entity_id: Uuid,
+        /// The caller's patient.
+        pub patient_id: i64,
+        /// The caller's patient case.
+        pub patient_case_id: Option<i64>,
+        /// Creator.
+        pub user_id: Uuid,
+        /// Creator's int64 number.
+        pub user_number: i64,
+        /// Free text.
+        pub description: Option<String>,
+        /// File name.
+        pub filename: String,
+        /// The temporary key it was uploaded to.
+        pub upload_key: String,
+        /// The final key, once processed.
+        pub object_key: Option<String>,
+        /// Content type, once processed.
+        pub content_type: Option<String>,
+        /// Bytes, once processed.
+        pub size: Option<i64>,
+        /// SHA-256, once processed.
+        pub sha256: Option<String>,
+        /// When processing completed.
+        pub processed_at: Option<DateTime<Utc>>,
+        /// Whether processing completed.
+        pub processing_completed: bool,
+        /// Why processing failed, if it did.
+        pub processing_error: Option<String>,
+        /// When archived.
+        pub archived_at: Option<DateTime<Utc>>,
+        /// Created.
+        pub created_at: DateTime<Utc>,
+        /// Last changed.
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 impl PatientAttachmentRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        Self {
-            id: row.get("id"),
-            stream_id: row.get("stream_id"),
-            legal_entity_id: row.get("legal_entity_id"),
-            patient_id: row.get("patient_id"),
-            patient_case_id: row.get("patient_case_id"),
-            user_id: row.get("user_id"),
-            user_number: row.get("user_number"),
-            description: row.get("description"),
-            filename: row.get("filename"),
-            upload_key: row.get("upload_key"),
-            object_key: row.get("object_key"),
-            content_type: row.get("content_type"),
-            size: row.get("size"),
-            sha256: row.get("sha256"),
-            processed_at: row.get("processed_at"),
-            processing_completed: row.get("processing_completed"),
-            processing_error: row.get("processing_error"),
-            archived_at: row.get("archived_at"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
-    }
-
     /// The row of a folded attachment of `stream_id`.
     pub fn from_attachment(stream_id: Uuid, a: &Attachment) -> Self {
         Self {
@@ -185,19 +175,10 @@ pub async fn upload_used(
         .is_some())
 }
 
-const UPSERT: &str = "INSERT INTO patient_attachments (id, stream_id, legal_entity_id, patient_id, \
-     patient_case_id, user_id, user_number, description, filename, upload_key, object_key, content_type, \
-     size, sha256, processed_at, processing_completed, processing_error, archived_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-     ON CONFLICT (id) DO UPDATE SET object_key = EXCLUDED.object_key, content_type = EXCLUDED.content_type, \
-     size = EXCLUDED.size, sha256 = EXCLUDED.sha256, processed_at = EXCLUDED.processed_at, \
-     processing_completed = EXCLUDED.processing_completed, processing_error = EXCLUDED.processing_error, \
-     archived_at = EXCLUDED.archived_at, description = EXCLUDED.description, updated_at = EXCLUDED.updated_at";
-
 impl Projection for PatientAttachmentAggregate {
     const ENTITY: &'static str = "patient_attachment";
-    const TABLE: &'static str = "patient_attachments";
     const STREAM_COLUMN: &'static str = "stream_id";
+    type Row = PatientAttachmentRow;
 
     /// `processing`, `processed`, `processing_failed` or `archived`: each change is a `StatusChangeEvent`.
     fn status(state: &State) -> Option<&'static str> {
@@ -213,106 +194,18 @@ impl Projection for PatientAttachmentAggregate {
         })
     }
 
-    async fn project(
-        tx: &impl GenericClient,
+    fn rows(
         id: Uuid,
         state: &State,
         _version: i64,
         _inserted_at: DateTime<Utc>,
         _updated_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let Some(attachment) = &state.0 else {
-            return Ok(());
-        };
-        let row = PatientAttachmentRow::from_attachment(id, attachment);
-        let statement = tx.prepare_cached(UPSERT).await?;
-        tx.execute(
-            &statement,
-            &[
-                &row.id,
-                &row.stream_id,
-                &row.legal_entity_id,
-                &row.patient_id,
-                &row.patient_case_id,
-                &row.user_id,
-                &row.user_number,
-                &row.description,
-                &row.filename,
-                &row.upload_key,
-                &row.object_key,
-                &row.content_type,
-                &row.size,
-                &row.sha256,
-                &row.processed_at,
-                &row.processing_completed,
-                &row.processing_error,
-                &row.archived_at,
-                &row.created_at,
-                &row.updated_at,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_folded(
-        client: &impl GenericClient,
-        table: &str,
-        streams: &[Folded<Self>],
-    ) -> Result<(), StoreError> {
-        let rows: Vec<PatientAttachmentRow> = streams
+    ) -> Vec<PatientAttachmentRow> {
+        state
+            .0
             .iter()
-            .filter_map(|f| {
-                f.state
-                    .0
-                    .as_ref()
-                    .map(|a| PatientAttachmentRow::from_attachment(f.stream_id, a))
-            })
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        macro_rules! column {
-            ($field:ident) => {
-                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-            };
-        }
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], \
-                 $4::bigint[], $5::bigint[], $6::uuid[], $7::bigint[], $8::text[], $9::text[], $10::text[], \
-                 $11::text[], $12::text[], $13::bigint[], $14::text[], $15::timestamptz[], $16::boolean[], \
-                 $17::text[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[])"
-            ))
-            .await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &column!(id),
-                    &column!(stream_id),
-                    &column!(legal_entity_id),
-                    &column!(patient_id),
-                    &column!(patient_case_id),
-                    &column!(user_id),
-                    &column!(user_number),
-                    &column!(description),
-                    &column!(filename),
-                    &column!(upload_key),
-                    &column!(object_key),
-                    &column!(content_type),
-                    &column!(size),
-                    &column!(sha256),
-                    &column!(processed_at),
-                    &column!(processing_completed),
-                    &column!(processing_error),
-                    &column!(archived_at),
-                    &column!(created_at),
-                    &column!(updated_at),
-                ],
-            )
-            .await?;
-        Ok(())
+            .map(|attachment| PatientAttachmentRow::from_attachment(id, attachment))
+            .collect()
     }
 }
 

@@ -6,84 +6,55 @@ use ehealth_domain::service_request::{ServiceRequest, ServiceRequestAggregate, S
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{reference, Folded, Projection};
+use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::{reference, Projection};
 use crate::StoreError;
 
-const UPSERT: &str = "INSERT INTO service_requests (id, patient_id, category, code, program_id, \
-     expiration_date, status, program_processing_status, status_reason, requester_legal_entity_id, \
-     requester_user_id, used_by_legal_entity_id, used_by_employee_id, version, inserted_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-     ON CONFLICT (id) DO UPDATE SET patient_id = EXCLUDED.patient_id, category = EXCLUDED.category, \
-     code = EXCLUDED.code, program_id = EXCLUDED.program_id, expiration_date = EXCLUDED.expiration_date, \
-     status = EXCLUDED.status, program_processing_status = EXCLUDED.program_processing_status, \
-     status_reason = EXCLUDED.status_reason, requester_legal_entity_id = EXCLUDED.requester_legal_entity_id, \
-     requester_user_id = EXCLUDED.requester_user_id, used_by_legal_entity_id = EXCLUDED.used_by_legal_entity_id, \
-     used_by_employee_id = EXCLUDED.used_by_employee_id, version = EXCLUDED.version, \
-     inserted_at = EXCLUDED.inserted_at, updated_at = EXCLUDED.updated_at";
+/// The columns a `SELECT` reads a row with.
+const COLUMNS: &str = ServiceRequestRow::COLUMN_LIST;
 
-const COLUMNS: &str = "id, patient_id, category, code, program_id, expiration_date, status, \
-     program_processing_status, status_reason, requester_legal_entity_id, requester_user_id, \
-     used_by_legal_entity_id, used_by_employee_id, version, inserted_at, updated_at";
-
-/// One row of the read model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceRequestRow {
-    /// Id.
-    pub id: Uuid,
-    /// The patient.
-    pub patient_id: Uuid,
-    /// Category code.
-    pub category: String,
-    /// Service code.
-    pub code: String,
-    /// Medical program.
-    pub program_id: Option<Uuid>,
-    /// Last day it may be used.
-    pub expiration_date: Option<NaiveDate>,
-    /// `active`, `in_progress`, `completed`, `recalled`, `entered_in_error`.
-    pub status: String,
-    /// `new`, `in_queue`, `in_progress`, `completed`.
-    pub program_processing_status: Option<String>,
-    /// Why it was recalled or cancelled.
-    pub status_reason: Option<String>,
-    /// The legal entity that created it.
-    pub requester_legal_entity_id: Uuid,
-    /// The user who created it.
-    pub requester_user_id: Uuid,
-    /// The legal entity that uses it.
-    pub used_by_legal_entity_id: Option<Uuid>,
-    /// The employee who uses it.
-    pub used_by_employee_id: Option<Uuid>,
-    /// Stream version.
-    pub version: i64,
-    /// First event.
-    pub inserted_at: DateTime<Utc>,
-    /// Last event.
-    pub updated_at: DateTime<Utc>,
+projection_row! {
+    table: "service_requests",
+    on_conflict: OnConflict::UpdateAll,
+    /// One row of the read model.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ServiceRequestRow {
+        /// Id.
+        pub id: Uuid,
+        /// The patient.
+        pub patient_id: Uuid,
+        /// Category code.
+        pub category: String,
+        /// Service code.
+        pub code: String,
+        /// Medical program.
+        pub program_id: Option<Uuid>,
+        /// Last day it may be used.
+        pub expiration_date: Option<NaiveDate>,
+        /// `active`, `in_progress`, `completed`, `recalled`, `entered_in_error`.
+        pub status: String,
+        /// `new`, `in_queue`, `in_progress`, `completed`.
+        pub program_processing_status: Option<String>,
+        /// Why it was recalled or cancelled.
+        pub status_reason: Option<String>,
+        /// The legal entity that created it.
+        pub requester_legal_entity_id: Uuid,
+        /// The user who created it.
+        pub requester_user_id: Uuid,
+        /// The legal entity that uses it.
+        pub used_by_legal_entity_id: Option<Uuid>,
+        /// The employee who uses it.
+        pub used_by_employee_id: Option<Uuid>,
+        /// Stream version.
+        pub version: i64,
+        /// First event.
+        pub inserted_at: DateTime<Utc>,
+        /// Last event.
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 impl ServiceRequestRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        Self {
-            id: row.get("id"),
-            patient_id: row.get("patient_id"),
-            category: row.get("category"),
-            code: row.get("code"),
-            program_id: row.get("program_id"),
-            expiration_date: row.get("expiration_date"),
-            status: row.get("status"),
-            program_processing_status: row.get("program_processing_status"),
-            status_reason: row.get("status_reason"),
-            requester_legal_entity_id: row.get("requester_legal_entity_id"),
-            requester_user_id: row.get("requester_user_id"),
-            used_by_legal_entity_id: row.get("used_by_legal_entity_id"),
-            used_by_employee_id: row.get("used_by_employee_id"),
-            version: row.get("version"),
-            inserted_at: row.get("inserted_at"),
-            updated_at: row.get("updated_at"),
-        }
-    }
-
     /// The row of a folded service request at stream `version`, first and last recorded at `inserted_at`
     /// and `updated_at`: what [`Projection::project`] writes, so what a rebuild writes.
     pub fn from_state(
@@ -199,114 +170,24 @@ pub async fn list_by_patient(
 
 impl Projection for ServiceRequestAggregate {
     const ENTITY: &'static str = "service_request";
-    const TABLE: &'static str = "service_requests";
     const STREAM_COLUMN: &'static str = "id";
+    type Row = ServiceRequestRow;
 
     fn status(state: &State) -> Option<&'static str> {
         state.0.as_ref().map(|sr| sr.status.as_str())
     }
 
-    async fn project(
-        tx: &impl GenericClient,
+    fn rows(
         id: Uuid,
         state: &State,
         version: i64,
         inserted_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let Some(sr) = state.0.as_ref() else {
-            return Ok(());
-        };
-        let row = ServiceRequestRow::from_state(id, sr, version, inserted_at, updated_at);
-        let statement = tx.prepare_cached(UPSERT).await?;
-        tx.execute(
-            &statement,
-            &[
-                &row.id,
-                &row.patient_id,
-                &row.category,
-                &row.code,
-                &row.program_id,
-                &row.expiration_date,
-                &row.status,
-                &row.program_processing_status,
-                &row.status_reason,
-                &row.requester_legal_entity_id,
-                &row.requester_user_id,
-                &row.used_by_legal_entity_id,
-                &row.used_by_employee_id,
-                &row.version,
-                &row.inserted_at,
-                &row.updated_at,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_folded(
-        client: &impl GenericClient,
-        table: &str,
-        streams: &[Folded<Self>],
-    ) -> Result<(), StoreError> {
-        let rows: Vec<ServiceRequestRow> = streams
+    ) -> Vec<ServiceRequestRow> {
+        state
+            .0
             .iter()
-            .filter_map(|f| {
-                f.state.0.as_ref().map(|sr| {
-                    ServiceRequestRow::from_state(
-                        f.stream_id,
-                        sr,
-                        f.version,
-                        f.first_recorded_at,
-                        f.last_recorded_at,
-                    )
-                })
-            })
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let column = |get: fn(&ServiceRequestRow) -> Uuid| rows.iter().map(get).collect::<Vec<_>>();
-        let text = |get: fn(&ServiceRequestRow) -> &str| rows.iter().map(get).collect::<Vec<_>>();
-        let optional_text =
-            |get: fn(&ServiceRequestRow) -> Option<&str>| rows.iter().map(get).collect::<Vec<_>>();
-        let optional_id =
-            |get: fn(&ServiceRequestRow) -> Option<Uuid>| rows.iter().map(get).collect::<Vec<_>>();
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], \
-                 $4::text[], $5::uuid[], $6::date[], $7::text[], $8::text[], $9::text[], $10::uuid[], \
-                 $11::uuid[], $12::uuid[], $13::uuid[], $14::bigint[], $15::timestamptz[], $16::timestamptz[])"
-            ))
-            .await?;
-        let expiration_dates: Vec<Option<NaiveDate>> =
-            rows.iter().map(|r| r.expiration_date).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
-        let inserted: Vec<DateTime<Utc>> = rows.iter().map(|r| r.inserted_at).collect();
-        let updated: Vec<DateTime<Utc>> = rows.iter().map(|r| r.updated_at).collect();
-        client
-            .execute(
-                &statement,
-                &[
-                    &column(|r| r.id),
-                    &column(|r| r.patient_id),
-                    &text(|r| &r.category),
-                    &text(|r| &r.code),
-                    &optional_id(|r| r.program_id),
-                    &expiration_dates,
-                    &text(|r| &r.status),
-                    &optional_text(|r| r.program_processing_status.as_deref()),
-                    &optional_text(|r| r.status_reason.as_deref()),
-                    &column(|r| r.requester_legal_entity_id),
-                    &column(|r| r.requester_user_id),
-                    &optional_id(|r| r.used_by_legal_entity_id),
-                    &optional_id(|r| r.used_by_employee_id),
-                    &versions,
-                    &inserted,
-                    &updated,
-                ],
-            )
-            .await?;
-        Ok(())
+            .map(|sr| ServiceRequestRow::from_state(id, sr, version, inserted_at, updated_at))
+            .collect()
     }
 }

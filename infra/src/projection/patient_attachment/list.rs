@@ -12,6 +12,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{PatientAttachmentRow, COLUMNS};
+use crate::projection::row::ProjectionRow;
 use crate::StoreError;
 
 /// The value type of a filterable field, which decides its operators.
