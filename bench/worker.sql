@@ -11,6 +11,10 @@
 -- n = base + client_id * 10^7 + k. The event's hash is a SHA-256 here, an HMAC in the service
 -- (infra/src/event_store/chain.rs); the JSON values are captured ones, the event's id the stream's (as the
 -- service writes it, so that a rebuild folds these streams too). bench/worker_da85656.sql is the job before.
+-- The worker groups the jobs the broker hands over together (up to WORKER_BATCH) in one transaction: one
+-- jobs read and one lock (id = ANY) pipelined with one load of their streams (stream_id = ANY), the same
+-- per-job writes pipelined, one COMMIT (worker/src/handler.rs process_batch). This baseline stays the
+-- per-job SQL, one job per transaction, as a job queue without batching would run it.
 -- Variables (-D): k=0, base (the seeded range).
 \set k :k + 1
 \set n :base + :client_id * 10000000 + :k

@@ -36,6 +36,10 @@ pub struct Config {
     pub job_ttl_days: i64,
     /// How many unacknowledged commands one worker holds at a time.
     pub worker_prefetch: u16,
+    /// The most command deliveries the worker decides together in one transaction: those the broker has
+    /// already handed over when one arrives (it never waits to fill a batch). At most half of
+    /// `WORKER_PREFETCH`, so that two batches can be in flight; 1 turns batching off.
+    pub worker_batch: u16,
     /// How many times a command is attempted (transient faults, panics) before its job ends
     /// `failed_with_error`.
     pub worker_max_attempts: u32,
@@ -141,6 +145,7 @@ impl Default for Config {
             queue_prefix: "ehealth".to_owned(),
             job_ttl_days: 7,
             worker_prefetch: 16,
+            worker_batch: 8,
             worker_max_attempts: 10,
             retry_delay_ms: 1000,
             retry_max_delay_ms: 300_000,
@@ -205,6 +210,7 @@ impl Config {
         "queue_prefix",
         "job_ttl_days",
         "worker_prefetch",
+        "worker_batch",
         "worker_max_attempts",
         "retry_delay_ms",
         "retry_max_delay_ms",

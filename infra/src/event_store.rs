@@ -6,6 +6,8 @@
 //! HMAC-SHA-256 keyed by `EVENT_CHAIN_KEY` over the RFC 8785 form of the event and the previous link: a
 //! per-stream chain that only the key's holder can make, which [`verify_chain`] checks (see [`chain`]).
 
+use std::collections::HashMap;
+
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -169,13 +171,45 @@ pub async fn load<A: Aggregate>(
     stream_id: Uuid,
 ) -> Result<Loaded<A>, StoreError> {
     let events = read_stream(client, stream_id).await?;
+    fold_stream::<A>(&events)
+}
+
+const SELECT_STREAMS: &str =
+    "SELECT position, stream_type, stream_id, stream_version, event_id, event_type, \
+     schema_version, data, metadata, recorded_at, prev_hash, hash FROM events WHERE stream_id = ANY($1) \
+     ORDER BY stream_id, stream_version";
+
+/// [`load`] for several streams in one statement (the worker's batches): every id of `stream_ids` has its
+/// entry, an empty stream for one with no events (or of another aggregate type).
+pub async fn load_many<A: Aggregate>(
+    client: &impl GenericClient,
+    stream_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Loaded<A>>, StoreError> {
+    let statement = client.prepare_cached(SELECT_STREAMS).await?;
+    let rows = client.query(&statement, &[&stream_ids]).await?;
+    let mut streams: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
+    for row in &rows {
+        let event = row_to_stored(row);
+        streams.entry(event.stream_id).or_default().push(event);
+    }
+    stream_ids
+        .iter()
+        .map(|id| {
+            let events = streams.remove(id).unwrap_or_default();
+            Ok((*id, fold_stream::<A>(&events)?))
+        })
+        .collect()
+}
+
+/// Folds one stream's events as [`load`] does: a stream of another aggregate type folds as an empty one.
+fn fold_stream<A: Aggregate>(events: &[StoredEvent]) -> Result<Loaded<A>, StoreError> {
     if events
         .first()
         .is_some_and(|e| e.stream_type != A::STREAM_TYPE)
     {
         return fold_stored::<A>(&[]);
     }
-    fold_stored::<A>(&events)
+    fold_stored::<A>(events)
 }
 
 const SELECT_HEAD: &str =

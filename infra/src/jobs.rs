@@ -418,6 +418,28 @@ pub async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, 
         .transpose()
 }
 
+static SELECT_MANY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM jobs WHERE id = ANY($1)"));
+
+/// The jobs of `ids` that exist, in one statement, in no particular order (the worker's batches).
+pub async fn get_many(client: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Job>, StoreError> {
+    let statement = client.prepare_cached(&SELECT_MANY).await?;
+    let rows = client.query(&statement, &[&ids]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+static LOCK_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+});
+
+/// [`lock`] for the jobs of a batch, in one statement; unknown ids are left out. The rows are locked in id
+/// order, so two transactions locking overlapping batches queue behind each other instead of deadlocking.
+pub async fn lock_many(client: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Job>, StoreError> {
+    let statement = client.prepare_cached(&LOCK_MANY).await?;
+    let rows = client.query(&statement, &[&ids]).await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// The outcome of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

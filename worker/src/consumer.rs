@@ -1,5 +1,6 @@
-//! Consuming a queue: one task per delivery, acknowledged only after the job's transaction committed, and a
-//! connection that is watched and re-established.
+//! Consuming a queue: one task per delivery — or per batch of the deliveries the broker had already handed
+//! over (`WORKER_BATCH`), decided in one transaction — acknowledged only after the job's transaction
+//! committed, and a connection that is watched and re-established.
 //!
 //! [`consume`] is the loop both of the worker's consumers share: connect (bounded by `AMQP_TIMEOUT_MS`),
 //! declare the topology, consume with a bounded prefetch, and reconnect with back-off (200 ms doubling to
@@ -16,7 +17,9 @@
 //!
 //! Dead letters are ended by [`crate::dead_letters`].
 
-use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration,
+};
 
 use deadpool_postgres::Pool;
 use ehealth_infra::{
@@ -65,6 +68,19 @@ pub struct CommandMessage {
 pub trait Handle: Clone + Send + Sync + 'static {
     /// Handles and settles one delivery.
     fn handle(&self, delivery: Delivery) -> impl Future<Output = ()> + Send;
+
+    /// The most deliveries the consumer hands over at once ([`Handle::handle_batch`]); 1 by default.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Handles and settles deliveries that arrived together (at most [`Handle::batch_limit`]); by default
+    /// each on its own, concurrently.
+    fn handle_batch(&self, deliveries: Vec<Delivery>) -> impl Future<Output = ()> + Send {
+        async move {
+            futures_util::future::join_all(deliveries.into_iter().map(|d| self.handle(d))).await;
+        }
+    }
 }
 
 /// Consumes `queue` with `prefetch` until `shutdown` flips to true, reconnecting with back-off.
@@ -133,6 +149,7 @@ async fn session<H: Handle>(
 
     let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
     let mut in_flight = JoinSet::new();
+    let batch_limit = handler.batch_limit().max(1);
     let result = loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -147,8 +164,29 @@ async fn session<H: Handle>(
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
+                    // With it, whatever the broker has already handed over (no waiting): one task, and
+                    // for commands one transaction, for all of them.
+                    let mut batch = vec![delivery];
+                    let mut ended = None;
+                    while batch.len() < batch_limit {
+                        match consumer.next().now_or_never() {
+                            Some(Some(Ok(delivery))) => batch.push(delivery),
+                            Some(Some(Err(e))) => {
+                                ended = Some(Err(AmqpError::from(e)));
+                                break;
+                            }
+                            Some(None) => {
+                                ended = Some(Err(AmqpError::ConsumerCancelled));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     let handler = handler.clone();
-                    in_flight.spawn(async move { handler.handle(delivery).await });
+                    in_flight.spawn(async move { handler.handle_batch(batch).await });
+                    if let Some(ended) = ended {
+                        break ended;
+                    }
                 }
                 Some(Err(e)) => break Err(AmqpError::from(e)),
                 None => break Err(AmqpError::ConsumerCancelled),
@@ -271,9 +309,83 @@ impl Handle for Commands {
         .instrument(span)
         .await
     }
+
+    /// `WORKER_BATCH`, at most half of `WORKER_PREFETCH`: two batches can always be in flight, one in its
+    /// transaction while the broker hands over the next.
+    fn batch_limit(&self) -> usize {
+        usize::from(self.config.worker_batch)
+            .min(usize::from(self.config.worker_prefetch / 2).max(1))
+    }
+
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) {
+        self.handle_together(deliveries).await
+    }
 }
 
 impl Commands {
+    /// Settles a batch of command deliveries: their jobs go through one transaction
+    /// ([`handler::process_batch`]), then each is acknowledged after the commit. What the batch leaves to
+    /// the single path — a job it cannot take, a second message of one job, a body that is not a command
+    /// message, or every job when its transaction failed or panicked (rolled back, nothing written) — is
+    /// handled as a delivery of its own ([`Handle::handle`]), with its retries, parking and dead-lettering.
+    async fn handle_together(&self, deliveries: Vec<Delivery>) {
+        let mut batch: Vec<(Uuid, Delivery)> = Vec::with_capacity(deliveries.len());
+        let mut single = Vec::new();
+        let mut seen = HashSet::new();
+        for delivery in deliveries {
+            match serde_json::from_slice::<CommandMessage>(&delivery.data) {
+                Ok(message) if seen.insert(message.job_id) => {
+                    batch.push((message.job_id, delivery))
+                }
+                _ => single.push(delivery),
+            }
+        }
+        if batch.len() > 1 {
+            let job_ids: Vec<Uuid> = batch.iter().map(|(job_id, _)| *job_id).collect();
+            let span = tracing::info_span!("batch", size = job_ids.len());
+            let processed = AssertUnwindSafe(handler::process_batch(
+                &self.pool,
+                &self.publisher,
+                &self.storage,
+                &job_ids,
+            ))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+            let results = match processed {
+                Ok(Ok(results)) => results,
+                Ok(Err(e)) => {
+                    tracing::info!(size = job_ids.len(), error = %e,
+                        "batch rolled back: its jobs run one by one");
+                    vec![handler::Batched::Single; job_ids.len()]
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        size = job_ids.len(),
+                        "batch panicked and rolled back: its jobs run one by one"
+                    );
+                    vec![handler::Batched::Single; job_ids.len()]
+                }
+            };
+            let mut done = Vec::with_capacity(batch.len());
+            for ((_, delivery), result) in batch.into_iter().zip(results) {
+                match result {
+                    handler::Batched::Done(_) => done.push(delivery),
+                    handler::Batched::Single => single.push(delivery),
+                }
+            }
+            let acks = futures_util::future::join_all(done.iter().map(|d| settle(d, Settle::Ack)));
+            let rest = futures_util::future::join_all(single.into_iter().map(|d| self.handle(d)));
+            tokio::join!(acks, rest);
+        } else {
+            let all = batch
+                .into_iter()
+                .map(|(_, delivery)| delivery)
+                .chain(single);
+            futures_util::future::join_all(all.map(|d| self.handle(d))).await;
+        }
+    }
+
     async fn park_for_retry(
         &self,
         delivery: &Delivery,

@@ -1,7 +1,9 @@
 //! One job: observe the outside world, then load → decide → append + project + finish in one transaction,
-//! then publish and delete after the commit.
+//! then publish and delete after the commit. A batch of jobs that need no observation ([`Handled::BATCHED`])
+//! goes through one transaction together ([`process_batch`]), falling back to one job per transaction.
 
 use std::{
+    collections::{HashMap, HashSet},
     future::Future,
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -10,6 +12,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use ehealth_domain::{
     analysis_file::AnalysisFilesAggregate,
+    contract_request::ContractRequestAggregate,
     patient_attachment::PatientAttachmentAggregate,
     service_request::{Command as ServiceRequestCommand, ServiceRequestAggregate},
     Aggregate, Context, Rejection,
@@ -63,6 +66,12 @@ pub struct Projected {
 /// An aggregate the worker can run commands for: a projection plus what its commands need from the outside
 /// world before and after the decision.
 pub trait Handled: Projection {
+    /// Whether the worker may decide this aggregate's jobs together with others of a batch, in one
+    /// transaction ([`process_batch`]): only an aggregate whose commands need nothing observed outside the
+    /// database ([`Handled::observe`]) and whose effects touch no storage. The others always run one job per
+    /// transaction ([`process_job`]).
+    const BATCHED: bool = false;
+
     /// Looks at the world outside the database (object storage) before the job's transaction starts, so
     /// that no network I/O runs while a connection or a row lock is held; writes what it saw into the
     /// command, where the decision finds it.
@@ -119,6 +128,9 @@ pub trait Handled: Projection {
 }
 
 impl Handled for ServiceRequestAggregate {
+    /// Service requests observe nothing outside the database and have no effects.
+    const BATCHED: bool = true;
+
     async fn facts(
         command: &ServiceRequestCommand,
         ctx: &mut Context,
@@ -238,16 +250,182 @@ pub async fn process_job(
         PatientAttachmentAggregate::STREAM_TYPE => {
             run::<PatientAttachmentAggregate>(pool, publisher, storage, &job).await
         }
-        ehealth_domain::contract_request::ContractRequestAggregate::STREAM_TYPE => {
-            run::<ehealth_domain::contract_request::ContractRequestAggregate>(
-                pool, publisher, storage, &job,
-            )
-            .await
+        ContractRequestAggregate::STREAM_TYPE => {
+            run::<ContractRequestAggregate>(pool, publisher, storage, &job).await
         }
         other => {
             finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
         }
     }
+}
+
+/// What the batch path ([`process_batch`]) did with one job of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Batched {
+    /// Committed by the batch's transaction, or nothing to do (a redelivery of a finished job, an unknown
+    /// job): the message can be acknowledged.
+    Done(Processed),
+    /// Not for the batch's transaction: the single path ([`process_job`]) runs it. Its aggregate looks at
+    /// the outside world or is not the batch's, another job of the batch is on its stream (it must see that
+    /// one's events), its command does not parse, or its id came twice.
+    Single,
+}
+
+/// Batch transactions committed since the process started.
+static BATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many batch transactions ([`process_batch`]) this process committed.
+pub fn batches() -> u64 {
+    BATCHES.load(Ordering::Relaxed)
+}
+
+/// Whether jobs on streams of `stream_type` may be decided in a batch ([`Handled::BATCHED`]).
+fn batched(stream_type: &str) -> bool {
+    match stream_type {
+        ServiceRequestAggregate::STREAM_TYPE => ServiceRequestAggregate::BATCHED,
+        AnalysisFilesAggregate::STREAM_TYPE => AnalysisFilesAggregate::BATCHED,
+        PatientAttachmentAggregate::STREAM_TYPE => PatientAttachmentAggregate::BATCHED,
+        ContractRequestAggregate::STREAM_TYPE => ContractRequestAggregate::BATCHED,
+        _ => false,
+    }
+}
+
+/// Processes the jobs of several deliveries (`job_ids`, in delivery order) in one transaction: one read of
+/// the jobs, then BEGIN, one lock of all of them (in id order) pipelined with one load of all their streams,
+/// each decision made as on the single path ([`decide_and_finish`]), every job's writes pipelined on the one
+/// connection, one COMMIT, and one publish of all their outbox rows. The answer has one entry per id.
+///
+/// Only jobs of one aggregate type that may be batched ([`Handled::BATCHED`]) and on distinct streams go
+/// into the transaction; the others come back [`Batched::Single`] for [`process_job`], as do all of them if
+/// the transaction fails. `Err` (a lost concurrency race, a deadlock, a database fault) means nothing was
+/// written: the caller runs every job of the batch on the single path, which retries, parks or
+/// dead-letters it as it would any job.
+pub async fn process_batch(
+    pool: &Pool,
+    publisher: &Publisher,
+    storage: &Storage,
+    job_ids: &[Uuid],
+) -> Result<Vec<Batched>, StoreError> {
+    let mut results = vec![Batched::Single; job_ids.len()];
+    let mut client = pool.get().await?;
+    let mut found: HashMap<Uuid, Job> = jobs::get_many(&client, job_ids)
+        .await?
+        .into_iter()
+        .map(|job| (job.id, job))
+        .collect();
+    let (mut seen, mut streams) = (HashSet::new(), HashSet::new());
+    let mut group: Vec<(usize, Job)> = Vec::new();
+    for (i, &job_id) in job_ids.iter().enumerate() {
+        if !seen.insert(job_id) {
+            continue;
+        }
+        let Some(job) = found.remove(&job_id) else {
+            tracing::warn!(%job_id, "message for an unknown job: skipped");
+            results[i] = Batched::Done(Processed::Skipped);
+            continue;
+        };
+        if job.status != JobStatus::Pending {
+            tracing::info!(%job_id, status = job.status.as_str(), request_id = %job.request_id,
+                "job already finished: redelivery skipped");
+            results[i] = Batched::Done(Processed::Skipped);
+            continue;
+        }
+        crate::fault::panic_if_asked(&job.command);
+        let same_type = group
+            .first()
+            .is_none_or(|(_, first)| first.stream_type == job.stream_type);
+        if batched(&job.stream_type) && same_type && streams.insert(job.stream_id) {
+            group.push((i, job));
+        }
+    }
+    let Some(stream_type) = group.first().map(|(_, job)| job.stream_type.clone()) else {
+        return Ok(results);
+    };
+    let decided = match stream_type.as_str() {
+        ServiceRequestAggregate::STREAM_TYPE => {
+            run_batch::<ServiceRequestAggregate>(&mut client, storage, group).await?
+        }
+        AnalysisFilesAggregate::STREAM_TYPE => {
+            run_batch::<AnalysisFilesAggregate>(&mut client, storage, group).await?
+        }
+        PatientAttachmentAggregate::STREAM_TYPE => {
+            run_batch::<PatientAttachmentAggregate>(&mut client, storage, group).await?
+        }
+        ContractRequestAggregate::STREAM_TYPE => {
+            run_batch::<ContractRequestAggregate>(&mut client, storage, group).await?
+        }
+        _ => return Ok(results),
+    };
+    drop(client);
+    BATCHES.fetch_add(1, Ordering::Relaxed);
+    let (mut messages, mut deletions) = (Vec::new(), Vec::new());
+    for (i, job, done) in decided {
+        match done {
+            Some(decided) => {
+                finished(&job, &decided.outcome);
+                messages.extend(decided.messages);
+                deletions.extend(decided.deletions);
+                results[i] = Batched::Done(Processed::Finished(decided.outcome));
+            }
+            None => results[i] = Batched::Done(Processed::Skipped),
+        }
+    }
+    after_commit(pool, publisher, storage, &messages, &deletions).await;
+    Ok(results)
+}
+
+/// The batch's transaction for jobs of `A` on distinct streams (`group`: index in the batch, job): each job
+/// with what it committed, `None` for a job another delivery finished meanwhile. A job whose command does
+/// not parse is left out (the single path ends it). Committed when it returns `Ok`.
+async fn run_batch<A: Handled>(
+    client: &mut deadpool_postgres::Client,
+    storage: &Storage,
+    group: Vec<(usize, Job)>,
+) -> Result<Vec<(usize, Job, Option<Decided>)>, StoreError> {
+    let mut commands: Vec<(usize, Job, A::Command)> = group
+        .into_iter()
+        .filter_map(|(i, job)| {
+            let command = serde_json::from_value(job.command.clone()).ok()?;
+            Some((i, job, command))
+        })
+        .collect();
+    // Writes in stream order, locks in id order: two batches meet on rows in the same order.
+    commands.sort_by_key(|(_, job, _)| job.stream_id);
+    let ids: Vec<Uuid> = commands.iter().map(|(_, job, _)| job.id).collect();
+    let stream_ids: Vec<Uuid> = commands.iter().map(|(_, job, _)| job.stream_id).collect();
+    let tx = client.transaction().await?;
+    // One round trip: the locks, then (sent at once, run once the locks are held) the streams.
+    let (locked, mut loaded) = tokio::try_join!(
+        jobs::lock_many(&tx, &ids),
+        event_store::load_many::<A>(&tx, &stream_ids)
+    )?;
+    let mut locked: HashMap<Uuid, Job> = locked.into_iter().map(|job| (job.id, job)).collect();
+    let mut skipped = Vec::new();
+    let mut work = Vec::new();
+    for (i, job, command) in commands {
+        let pending = locked
+            .remove(&job.id)
+            .filter(|locked| locked.status == JobStatus::Pending);
+        match (pending, loaded.remove(&job.stream_id)) {
+            (Some(locked), Some(stream)) => work.push((i, locked, stream, command)),
+            _ => {
+                tracing::info!(job_id = %job.id, "job finished by another delivery: skipped");
+                skipped.push((i, job, None));
+            }
+        }
+    }
+    // Every job's writes at once: tokio-postgres pipelines the statements of concurrent futures on one
+    // connection, so the batch costs the round trips of one job.
+    let tx_ref = &tx;
+    let decided = futures_util::future::try_join_all(work.into_iter().map(
+        |(i, job, loaded, command)| async move {
+            let decided = decide_and_finish::<A>(tx_ref, storage, &job, loaded, command).await?;
+            Ok::<_, StoreError>((i, job, Some(decided)))
+        },
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(decided.into_iter().chain(skipped).collect())
 }
 
 /// Observes, then decides in one transaction (again after a lost concurrency race), then runs the effects.
@@ -280,14 +458,15 @@ async fn run<A: Handled>(
             tracing::info!(job_id = %job.id, "job finished by another delivery: skipped");
             return Ok(Processed::Skipped);
         }
-        match decide::<A>(&tx, storage, &locked, loaded, command.clone()).await {
-            Ok((outcome, messages, deletions)) => {
-                jobs::finish(&tx, job.id, &outcome).await?;
+        match decide_and_finish::<A>(&tx, storage, &locked, loaded, command.clone()).await {
+            Ok(Decided {
+                outcome,
+                messages,
+                deletions,
+            }) => {
                 tx.commit().await?;
                 drop(client);
-                tracing::info!(job_id = %job.id, job_type = %job.job_type, status = outcome.status.as_str(),
-                    status_code = outcome.status_code, request_id = %job.request_id, "job finished");
-                metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
+                finished(job, &outcome);
                 after_commit(pool, publisher, storage, &messages, &deletions).await;
                 return Ok(Processed::Finished(outcome));
             }
@@ -303,6 +482,39 @@ async fn run<A: Handled>(
     Err(last_conflict.unwrap_or(StoreError::Migration(
         "conflict retries exhausted".to_owned(),
     )))
+}
+
+/// The log line and the metrics of a job whose outcome was committed.
+fn finished(job: &Job, outcome: &Outcome) {
+    tracing::info!(job_id = %job.id, job_type = %job.job_type, status = outcome.status.as_str(),
+        status_code = outcome.status_code, request_id = %job.request_id, "job finished");
+    metrics::job_finished(&job.job_type, outcome.status.as_str(), job.inserted_at);
+}
+
+/// What deciding a job wrote in its transaction: its outcome (the job row is finished with it), the outbox
+/// rows and the object deletions to run once the transaction has committed.
+struct Decided {
+    outcome: Outcome,
+    messages: Vec<OutboxMessage>,
+    deletions: Vec<i64>,
+}
+
+/// [`decide`], then finishes the job with the outcome in the same transaction: everything one job writes,
+/// shared by the single path ([`process_job`]) and the batch path ([`process_batch`]).
+async fn decide_and_finish<A: Handled>(
+    tx: &impl GenericClient,
+    storage: &Storage,
+    job: &Job,
+    loaded: Loaded<A>,
+    command: A::Command,
+) -> Result<Decided, StoreError> {
+    let (outcome, messages, deletions) = decide::<A>(tx, storage, job, loaded, command).await?;
+    jobs::finish(tx, job.id, &outcome).await?;
+    Ok(Decided {
+        outcome,
+        messages,
+        deletions,
+    })
 }
 
 /// Publishes the committed outbox rows and deletes the committed deletions. Failures stay with the relay.
