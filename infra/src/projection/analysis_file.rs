@@ -6,12 +6,9 @@ use ehealth_domain::analysis_file::{AnalysisFilesAggregate, File, State};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::row::{self, projection_row, OnConflict, ProjectionRow};
+use super::row::{self, projection_row, OnConflict};
 use super::Projection;
 use crate::StoreError;
-
-/// The columns a `SELECT` reads a row with.
-const COLUMNS: &str = AnalysisFileRow::COLUMN_LIST;
 
 projection_row! {
     table: "analysis_files",
@@ -101,13 +98,12 @@ pub async fn list(
     client: &impl GenericClient,
     stream_id: Uuid,
 ) -> Result<Vec<AnalysisFileRow>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM analysis_files WHERE stream_id = $1 ORDER BY created_at, id"
-        ))
-        .await?;
-    let rows = client.query(&statement, &[&stream_id]).await?;
-    Ok(rows.iter().map(AnalysisFileRow::from_row).collect())
+    row::select(
+        client,
+        "stream_id = $1 ORDER BY created_at, id",
+        &[&stream_id],
+    )
+    .await
 }
 
 /// One live file of one stream.
@@ -116,16 +112,7 @@ pub async fn get(
     stream_id: Uuid,
     id: Uuid,
 ) -> Result<Option<AnalysisFileRow>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM analysis_files WHERE stream_id = $1 AND id = $2"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&stream_id, &id])
-        .await?
-        .as_ref()
-        .map(AnalysisFileRow::from_row))
+    row::select_one(client, "stream_id = $1 AND id = $2", &[&stream_id, &id]).await
 }
 
 impl Projection for AnalysisFilesAggregate {

@@ -10,12 +10,9 @@ use ehealth_domain::contract_request::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::row::{self, projection_row, OnConflict};
 use super::Projection;
 use crate::StoreError;
-
-/// The columns a `SELECT` reads a row with.
-const COLUMNS: &str = ContractRequestRow::COLUMN_LIST;
 
 projection_row! {
     table: "contract_requests",
@@ -201,16 +198,7 @@ pub async fn get(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<ContractRequestRow>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM contract_requests WHERE id = $1"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&id])
-        .await?
-        .as_ref()
-        .map(ContractRequestRow::from_row))
+    row::select_one(client, "id = $1", &[&id]).await
 }
 
 /// What a list is filtered by. `contractor_legal_entity_id` is the caller's own for personal tokens.
@@ -251,20 +239,12 @@ pub async fn list(
         ))
         .await?;
     let total: i64 = client.query_one(&count, &params).await?.get(0);
-    let page = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM contract_requests WHERE {condition} \
-             ORDER BY inserted_at DESC, id LIMIT $6 OFFSET $7"
-        ))
-        .await?;
+    let page = format!("{condition} ORDER BY inserted_at DESC, id LIMIT $6 OFFSET $7");
     let mut all = params.to_vec();
     all.push(&limit);
     all.push(&offset);
-    let rows = client.query(&page, &all).await?;
-    Ok((
-        rows.iter().map(ContractRequestRow::from_row).collect(),
-        total,
-    ))
+    let rows = row::select(client, &page, &all).await?;
+    Ok((rows, total))
 }
 
 /// Open requests (not SIGNED, DECLINED or TERMINATED) whose start date is before `today`: the scheduler's

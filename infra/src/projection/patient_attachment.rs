@@ -9,7 +9,7 @@ use ehealth_domain::patient_attachment::{Attachment, PatientAttachmentAggregate,
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::row::{self, projection_row, OnConflict, ProjectionRow};
 use super::Projection;
 use crate::StoreError;
 
@@ -149,16 +149,12 @@ pub async fn get(
     legal_entity_id: Uuid,
     id: i64,
 ) -> Result<Option<PatientAttachmentRow>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM patient_attachments WHERE id = $1 AND legal_entity_id = $2"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&id, &legal_entity_id])
-        .await?
-        .as_ref()
-        .map(PatientAttachmentRow::from_row))
+    row::select_one(
+        client,
+        "id = $1 AND legal_entity_id = $2",
+        &[&id, &legal_entity_id],
+    )
+    .await
 }
 
 /// Whether an attachment was already made from the upload at `upload_key`.

@@ -197,6 +197,41 @@ pub async fn write<R: ProjectionRow>(
     Ok(())
 }
 
+/// The rows of the live table that match `condition` (what follows `WHERE`: a filter, and any `ORDER BY`,
+/// `LIMIT`), selected by their columns with a cached prepared statement.
+pub async fn select<R: ProjectionRow>(
+    client: &impl GenericClient,
+    condition: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<R>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {} FROM {} WHERE {condition}",
+            R::COLUMN_LIST,
+            R::TABLE
+        ))
+        .await?;
+    let rows = client.query(&statement, params).await?;
+    Ok(rows.iter().map(R::from_row).collect())
+}
+
+/// The one row of the live table that matches `condition`, if any (see [`select`]).
+pub async fn select_one<R: ProjectionRow>(
+    client: &impl GenericClient,
+    condition: &str,
+    params: &[Param<'_>],
+) -> Result<Option<R>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {} FROM {} WHERE {condition}",
+            R::COLUMN_LIST,
+            R::TABLE
+        ))
+        .await?;
+    let row = client.query_opt(&statement, params).await?;
+    Ok(row.as_ref().map(R::from_row))
+}
+
 /// `INSERT INTO <table> (<columns>) SELECT * FROM unnest($1::<type>[], …)`: many rows in one statement.
 pub fn insert_all_statement<R: ProjectionRow>(table: &str) -> String {
     let arrays: Vec<String> = R::COLUMNS

@@ -6,12 +6,9 @@ use ehealth_domain::service_request::{ServiceRequest, ServiceRequestAggregate, S
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::row::{projection_row, OnConflict, ProjectionRow};
+use super::row::{self, projection_row, OnConflict};
 use super::{reference, Projection};
 use crate::StoreError;
-
-/// The columns a `SELECT` reads a row with.
-const COLUMNS: &str = ServiceRequestRow::COLUMN_LIST;
 
 projection_row! {
     table: "service_requests",
@@ -122,16 +119,7 @@ pub async fn get(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<ServiceRequestRow>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM service_requests WHERE id = $1"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&id])
-        .await?
-        .as_ref()
-        .map(ServiceRequestRow::from_row))
+    row::select_one(client, "id = $1", &[&id]).await
 }
 
 /// One page of a patient's service requests visible to `visible_to` (`None`: all, for NHS), newest first,
@@ -154,18 +142,9 @@ pub async fn list_by_patient(
         .query_one(&count, &[&patient_id, &visible_to])
         .await?
         .get(0);
-    let page = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM service_requests WHERE {filter} ORDER BY inserted_at DESC, id LIMIT $3 OFFSET $4"
-        ))
-        .await?;
-    let rows = client
-        .query(&page, &[&patient_id, &visible_to, &limit, &offset])
-        .await?;
-    Ok((
-        rows.iter().map(ServiceRequestRow::from_row).collect(),
-        total,
-    ))
+    let page = format!("{filter} ORDER BY inserted_at DESC, id LIMIT $3 OFFSET $4");
+    let rows = row::select(client, &page, &[&patient_id, &visible_to, &limit, &offset]).await?;
+    Ok((rows, total))
 }
 
 impl Projection for ServiceRequestAggregate {
