@@ -703,14 +703,23 @@ async fn action(
     let OptionalJsonBody(body) =
         OptionalJsonBody::<ActionBody>::from_request(request, &state).await?;
     let (command, made) = command_of(action, id, body.unwrap_or_default())?;
+    find(&state, contract_type, id).await?;
+    let request = command_request(id, command, made.as_deref());
+    intake::enqueue(&state, principal, &headers, request).await
+}
+
+/// The projection's request `id` of `contract_type`, else 404 `Contract request with id=… doesn't exist`
+/// (another type's request included); the connection goes back to the pool before the caller goes on.
+async fn find(
+    state: &AppState,
+    contract_type: ContractType,
+    id: Uuid,
+) -> Result<ContractRequestRow, ApiError> {
     let client = state.pool.get().await.map_err(StoreError::from)?;
     let row = projection::get(&client, id).await?;
     drop(client);
-    if row.is_none_or(|r| r.contract_type != contract_type.as_str()) {
-        return Err(ApiError::not_found(&not_found_message(id)));
-    }
-    let request = command_request(id, command, made.as_deref());
-    intake::enqueue(&state, principal, &headers, request).await
+    row.filter(|r| r.contract_type == contract_type.as_str())
+        .ok_or_else(|| ApiError::not_found(&not_found_message(id)))
 }
 
 /// Document 003: the full contract request and presigned links to its documents that exist, by status.
@@ -750,12 +759,7 @@ async fn show(
                 params.get(1).map_or("", String::as_str)
             ))
         })?;
-    let client = state.pool.get().await.map_err(StoreError::from)?;
-    let row = projection::get(&client, id).await?;
-    drop(client);
-    let row = row
-        .filter(|r| r.contract_type == contract_type.as_str())
-        .ok_or_else(|| ApiError::not_found(&not_found_message(id)))?;
+    let row = find(&state, contract_type, id).await?;
     if !may_view(principal, contract_type, Some(&row)) {
         return Err(ApiError::forbidden(NOT_ALLOWED_TO_VIEW));
     }
