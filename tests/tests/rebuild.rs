@@ -359,3 +359,192 @@ async fn a_rebuild_repairs_live_tables_that_drifted_from_the_log() {
     assert_eq!(dump(&client, "service_requests").await, live_requests);
     assert_eq!(dump(&client, "analysis_files").await, live_files);
 }
+
+/// What a rebuild must leave as it was on a projection table, from the catalogs: its columns, indexes,
+/// constraints, owner, persistence, storage parameters, comment, and privileges (table and column).
+async fn table_facts(client: &impl deadpool_postgres::GenericClient, table: &str) -> Vec<String> {
+    let facts = "\
+        SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text \
+            || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || coalesce(attacl::text, '') \
+          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+          WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped \
+        UNION ALL SELECT 'index ' || indexname || ' ' || indexdef FROM pg_indexes WHERE tablename = $1 \
+        UNION ALL SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+          WHERE conrelid = $1::text::regclass \
+        UNION ALL SELECT 'table ' || pg_get_userbyid(relowner) || ' ' || relpersistence::text || ' ' \
+            || coalesce(relacl::text, '') || ' ' || coalesce(reloptions::text, '') || ' ' \
+            || coalesce(obj_description(oid, 'pg_class'), '') \
+          FROM pg_class WHERE oid = $1::text::regclass \
+        UNION ALL SELECT 'grant ' || grantee || ' ' || privilege_type FROM information_schema.role_table_grants \
+          WHERE table_name = $1 \
+        ORDER BY 1";
+    client
+        .query(facts, &[&table])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+async fn oid(client: &impl deadpool_postgres::GenericClient, table: &str) -> u32 {
+    client
+        .query_one("SELECT $1::text::regclass::oid", &[&table])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+const PROJECTION_TABLES: [&str; 4] = [
+    "service_requests",
+    "analysis_files",
+    "patient_attachments",
+    "contract_requests",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_keeps_each_tables_indexes_constraints_owner_and_privileges() {
+    let app = TestApp::spawn_without_worker().await;
+    for i in 0..30 {
+        service_request_with_history(&app.pool, i).await;
+    }
+    for i in 0..10 {
+        analysis_with_files(&app.pool, i).await;
+    }
+    let mut client = app.pool.get().await.unwrap();
+    // Beyond the migrations' grants: a column privilege, a grant to PUBLIC, a comment, a storage parameter.
+    client
+        .batch_execute(
+            "GRANT SELECT (id, status) ON service_requests TO PUBLIC; \
+             GRANT REFERENCES ON analysis_files TO PUBLIC; \
+             COMMENT ON TABLE service_requests IS 'the service requests'; \
+             ALTER TABLE analysis_files SET (fillfactor = 90, autovacuum_enabled = true)",
+        )
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    for table in PROJECTION_TABLES {
+        before.push(table_facts(&client, table).await);
+    }
+    let oids = (
+        oid(&client, "service_requests").await,
+        oid(&client, "analysis_files").await,
+    );
+    let live_requests = dump(&client, "service_requests").await;
+    let live_files = dump(&client, "analysis_files").await;
+
+    projection::rebuild_all_in_chunks(&mut client, 16)
+        .await
+        .unwrap();
+
+    for (table, before) in PROJECTION_TABLES.into_iter().zip(before) {
+        assert_eq!(table_facts(&client, table).await, before, "{table}");
+    }
+    assert_ne!(
+        (
+            oid(&client, "service_requests").await,
+            oid(&client, "analysis_files").await
+        ),
+        oids,
+        "the shadows were renamed into place"
+    );
+    assert_eq!(dump(&client, "service_requests").await, live_requests);
+    assert_eq!(dump(&client, "analysis_files").await, live_files);
+    let runtime_may_write: bool = client
+        .query_one(
+            "SELECT has_table_privilege($1, 'service_requests', 'SELECT, INSERT, UPDATE, DELETE')",
+            &[&"ehealth_app"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(runtime_may_write);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_a_view_depends_on_is_swapped_by_copying_and_keeps_its_view() {
+    let app = TestApp::spawn_without_worker().await;
+    for i in 0..30 {
+        service_request_with_history(&app.pool, i).await;
+    }
+    let mut client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE VIEW active_service_requests AS SELECT id FROM service_requests WHERE status = 'active'",
+        )
+        .await
+        .unwrap();
+    let before = table_facts(&client, "service_requests").await;
+    let table_oid = oid(&client, "service_requests").await;
+    let live = dump(&client, "service_requests").await;
+    let active: i64 = client
+        .query_one("SELECT count(*) FROM active_service_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    projection::rebuild_all_in_chunks(&mut client, 16)
+        .await
+        .unwrap();
+
+    assert_eq!(oid(&client, "service_requests").await, table_oid);
+    assert_eq!(table_facts(&client, "service_requests").await, before);
+    assert_eq!(dump(&client, "service_requests").await, live);
+    let after: i64 = client
+        .query_one("SELECT count(*) FROM active_service_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_the_swap_see_the_old_table_or_the_new_one_never_an_empty_one() {
+    let app = TestApp::spawn_without_worker().await;
+    for i in 0..60 {
+        service_request_with_history(&app.pool, i).await;
+    }
+    let live = dump(&app.pool.get().await.unwrap(), "service_requests").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two readers: one with a statement prepared once (planned again after the swap), one sending its
+    // query afresh each time (parsed and planned again), both queued behind the swap's lock when they meet it.
+    let mut readers = Vec::new();
+    for prepared in [true, false] {
+        let pool = app.pool.clone();
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let client = pool.get().await.unwrap();
+            let query = "SELECT count(*), coalesce(sum(version), 0)::bigint FROM service_requests";
+            let statement = client.prepare(query).await.unwrap();
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = if prepared {
+                    client.query_one(&statement, &[]).await
+                } else {
+                    client.query_one(query, &[]).await
+                };
+                seen.push(row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))));
+            }
+            seen
+        }));
+    }
+    let mut client = app.pool.get().await.unwrap();
+    for _ in 0..3 {
+        projection::rebuild_all_in_chunks(&mut client, 8)
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let versions: i64 = live
+        .iter()
+        .map(|row| row["version"].as_i64().unwrap())
+        .sum();
+    for reader in readers {
+        let seen = reader.await.unwrap();
+        assert!(!seen.is_empty());
+        for result in seen {
+            assert_eq!(result.unwrap(), (60, versions));
+        }
+    }
+    assert_eq!(dump(&client, "service_requests").await, live);
+}
