@@ -6,6 +6,8 @@
 //! request usually checks them without a database query; revocations and status changes take effect within
 //! that bound, and expiry is checked on every request.
 
+use std::sync::Arc;
+
 use axum::{extract::FromRequestParts, http::request::Parts};
 use chrono::Utc;
 use ehealth_infra::identity::Principal;
@@ -47,9 +49,9 @@ impl FromRequestParts<AppState> for ApiKey {
     }
 }
 
-/// The authenticated caller: a known bearer token that has not expired.
+/// The authenticated caller: a known bearer token that has not expired (shared with the credential cache).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;

@@ -1,5 +1,7 @@
 //! Per-request context: the request id (correlation id) and the URL reported in `meta.url`.
 
+use std::sync::Arc;
+
 use axum::{
     extract::{Request, State},
     http::HeaderValue,
@@ -7,8 +9,6 @@ use axum::{
     response::Response,
 };
 use uuid::Uuid;
-
-use crate::AppState;
 
 /// The request id and URL of the request being served.
 #[derive(Debug, Clone)]
@@ -41,13 +41,18 @@ fn client_request_id(request: &Request) -> Option<String> {
     sane.then(|| value.to_owned())
 }
 
-/// Middleware: establishes the [`RequestContext`] for the handler and echoes `x-request-id`.
-pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware: establishes the [`RequestContext`] for the handler and echoes `x-request-id`. Its state is
+/// `PUBLIC_BASE_URL` (`AppState::base_url`), all it needs.
+pub async fn middleware(
+    State(base_url): State<Arc<str>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = client_request_id(&request).unwrap_or_else(|| Uuid::new_v4().to_string());
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let ctx = RequestContext {
         request_id: request_id.clone(),
-        url: format!("{}{path}", state.base_url),
+        url: format!("{base_url}{path}"),
     };
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     let mut response = CURRENT

@@ -42,6 +42,11 @@ impl axum::serve::Listener for ShapedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // An answer goes out when it is written, not held back by Nagle's algorithm until the client has
+        // acknowledged the previous segment (axum leaves TCP_NODELAY to the listener).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         (ShapedIo::new(stream, self.base_url.clone()), addr)
     }
 
@@ -71,13 +76,17 @@ impl<T> ShapedIo<T> {
 
 /// The status of `head` when it is one of hyper's automatic error answers.
 fn automatic_error(head: &[u8]) -> Option<StatusCode> {
-    let status = [
-        StatusCode::BAD_REQUEST,
-        StatusCode::URI_TOO_LONG,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    // Checked on every write of every answer: a byte compare, no allocation.
+    let (_, status) = [
+        (&b"HTTP/1.1 400 "[..], StatusCode::BAD_REQUEST),
+        (&b"HTTP/1.1 414 "[..], StatusCode::URI_TOO_LONG),
+        (
+            &b"HTTP/1.1 431 "[..],
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
     ]
     .into_iter()
-    .find(|status| head.starts_with(format!("HTTP/1.1 {} ", status.as_u16()).as_bytes()))?;
+    .find(|(prefix, _)| head.starts_with(prefix))?;
     let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
     let empty = head.lines().any(|line| line.trim() == "content-length: 0");

@@ -195,7 +195,7 @@ async fn answer_finished(
                 .is_some_and(|row| row.visible_to(principal.legal_entity_id))
         };
     Ok(if hidden {
-        crate::routes::jobs::render(job)
+        crate::routes::jobs::render(&job.view())
     } else {
         outcome_response(job)
     })

@@ -15,13 +15,12 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Middleware: times the request and records it once the response is ready. Install it with
 /// `Router::layer`, which runs it after routing, where `MatchedPath` is known.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
+    // `MatchedPath` is a shared string: kept for after the handler without copying it.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = metrics::method_label(request.method().as_str());
     let started = Instant::now();
     let response = next.run(request).await;
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
     metrics::http_request(method, route, response.status().as_u16(), started.elapsed());
     response
 }

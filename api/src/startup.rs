@@ -17,9 +17,22 @@ use tokio::net::TcpListener;
 
 use crate::{context, embedded_s3::EmbeddedS3, metrics, routes};
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so that the clones axum makes for every request (the router's, the
+/// `State` extractor's) are a reference count each, not a copy of every field. The services are reached
+/// through `Deref` (`state.pool`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// The Postgres pool.
     pub pool: Pool,
     /// The command publisher (confirms on).
@@ -82,7 +95,9 @@ impl Application {
             // An external store may refuse HeadBucket/CreateBucket to this account and still hold the buckets.
             Err(e) => tracing::warn!(error = %e, "buckets could not be checked or created"),
         }
-        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let pool = db::pool(&config.database_url, config.api_db_pool_size)?;
+        // Sized for bursts of concurrent requests: what a burst opened is closed again once unused.
+        db::close_idle_connections(&pool, db::IDLE_CONNECTION_TIMEOUT);
         let publisher = Arc::new(Publisher::new(&config));
         let broker = Arc::new(BrokerProbe::new(&config.amqp_url));
         // The process's Prometheus registry, before anything records into it.
@@ -93,7 +108,7 @@ impl Application {
         if config.public_base_url.is_none() {
             config.public_base_url = Some(format!("http://{}", listener.local_addr()?));
         }
-        let state = AppState {
+        let state = AppState(Arc::new(Services {
             pool,
             publisher,
             base_url: config.base_url().into(),
@@ -105,12 +120,12 @@ impl Application {
                 config.auth_cache_ttl_ms,
             ))),
             config: Arc::new(config),
-        };
+        }));
         let router = routes::router(state.clone())
             // Innermost, so it runs after routing (the route template is known) and times the handler.
             .layer(middleware::from_fn(metrics::track))
             .layer(middleware::from_fn_with_state(
-                state.clone(),
+                state.base_url.clone(),
                 context::middleware,
             ))
             .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -20,6 +20,27 @@ pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long checking a pooled connection before handing it out may take.
 pub const POOL_RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a connection of the api's pool may stay unused before it is closed ([`close_idle_connections`]).
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Closes `pool`'s connections unused for longer than `idle`, checking every `idle / 2`, for as long as the
+/// pool exists. A pool sized for bursts of requests (the api's `API_DB_POOL_SIZE`) so gives the server its
+/// connections back once the burst is over, instead of holding them idle while other clients need them.
+pub fn close_idle_connections(pool: &Pool, idle: Duration) {
+    let pool = pool.weak();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(idle / 2);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            pool.retain(|_, metrics| metrics.last_used() < idle);
+        }
+    });
+}
+
 /// Builds a connection pool for `database_url` with at most `size` connections. Connections are opened
 /// lazily, so this succeeds while the database is down, and a closed connection (a restarted or terminated
 /// backend) is discarded when it is next taken rather than handed out: the pool heals by itself once the

@@ -141,7 +141,8 @@ pub const CREDENTIAL_CACHE_CAPACITY: usize = 10_000;
 #[derive(Debug)]
 pub struct Credentials {
     api_keys: TtlMap<()>,
-    tokens: TtlMap<Principal>,
+    // Shared, so a cache hit costs a reference count rather than a copy of the principal's strings.
+    tokens: TtlMap<std::sync::Arc<Principal>>,
 }
 
 impl Credentials {
@@ -178,13 +179,15 @@ impl Credentials {
         &self,
         pool: &deadpool_postgres::Pool,
         token: &str,
-    ) -> Result<Option<Principal>, StoreError> {
+    ) -> Result<Option<std::sync::Arc<Principal>>, StoreError> {
         let hash = secret_digest(token);
         if let Some(principal) = self.tokens.get(&hash) {
             return Ok(Some(principal));
         }
         let client = pool.get().await?;
-        let principal = principal_by_hash(&client, &hash).await?;
+        let principal = principal_by_hash(&client, &hash)
+            .await?
+            .map(std::sync::Arc::new);
         if let Some(principal) = &principal {
             self.tokens.insert(hash, principal.clone());
         }

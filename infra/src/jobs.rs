@@ -388,11 +388,75 @@ pub async fn chain(
     .await
 }
 
+/// What a client polling a job is shown of it (`GET /Jobs/{id}`): its status and outcome, the version behind
+/// the `ETag`, and the legal entity it belongs to — read by [`view`] without the command, the actor and the
+/// rest of the row, which the answer never shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    /// The job id.
+    pub id: Uuid,
+    /// See [`JobStatus`].
+    pub status: JobStatus,
+    /// The HTTP status the command would have answered synchronously, once finished.
+    pub status_code: Option<i32>,
+    /// The body the command would have answered: the resource, or the eHealth `error` object.
+    pub response: Option<Value>,
+    /// Links to the affected resource.
+    pub links: Vec<Link>,
+    /// When the client may expect it done.
+    pub eta: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The legal entity that submitted it (the actor's), the only one that may read it.
+    pub owner_legal_entity_id: Uuid,
+}
+
+impl Job {
+    /// What a polling client is shown of this job.
+    pub fn view(&self) -> JobView {
+        JobView {
+            id: self.id,
+            status: self.status,
+            status_code: self.status_code,
+            response: self.response.clone(),
+            links: self.links.clone(),
+            eta: self.eta,
+            updated_at: self.updated_at,
+            owner_legal_entity_id: self.actor.legal_entity_id,
+        }
+    }
+}
+
+/// The poll's read: the columns of [`JobView`], by position.
+const VIEW: &str =
+    "SELECT id, status, status_code, response, links, eta, updated_at, owner_legal_entity_id \
+     FROM jobs WHERE id = $1";
+
+/// Reads what a polling client is shown of a job (see [`JobView`]); `None` for an unknown id.
+pub async fn view(client: &impl GenericClient, id: Uuid) -> Result<Option<JobView>, StoreError> {
+    let statement = client.prepare_cached(VIEW).await?;
+    let Some(row) = client.query_opt(&statement, &[&id]).await? else {
+        return Ok(None);
+    };
+    let links: postgres_types::Json<Vec<Link>> = row.try_get(4)?;
+    Ok(Some(JobView {
+        id: row.try_get(0)?,
+        status: JobStatus::parse(row.try_get(1)?),
+        status_code: row.try_get(2)?,
+        response: row.try_get(3)?,
+        links: links.0,
+        eta: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+        owner_legal_entity_id: row.try_get(7)?,
+    }))
+}
+
+static GET: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"));
+
 /// Reads a job.
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
-        .await?;
+    let statement = client.prepare_cached(&GET).await?;
     client
         .query_opt(&statement, &[&id])
         .await?

@@ -12,7 +12,8 @@
 //! long; a failed refresh keeps the previous values and counts `metrics_refresh_failures_total{source}`.
 
 use std::{
-    sync::OnceLock,
+    collections::HashMap,
+    sync::{LazyLock, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
@@ -204,15 +205,59 @@ pub fn method_label(method: &str) -> &'static str {
 }
 
 /// Records one answered HTTP request. `route` must be the route template (`/Jobs/{id}`), never the path.
-pub fn http_request(method: &'static str, route: String, status: u16, elapsed: Duration) {
+///
+/// The counter and histogram of each (method, route, status) are registered once and kept: recording then
+/// costs a read lock and two atomic updates, not the three label strings and two registry look-ups of
+/// `counter!`/`histogram!` on every request. The set is bounded like the labels themselves (route
+/// templates, methods, statuses).
+pub fn http_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    let recorded = |series: &HttpSeries| {
+        series.requests.increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+    };
+    let find = |routes: &HashMap<String, Vec<HttpSeries>>| {
+        routes.get(route).and_then(|series| {
+            series
+                .iter()
+                .find(|s| s.method == method && s.status == status)
+                .cloned()
+        })
+    };
+    let known = HTTP_SERIES.read().ok().and_then(|routes| find(&routes));
+    if let Some(series) = known {
+        return recorded(&series);
+    }
     let labels = [
         ("method", method.to_owned()),
-        ("route", route),
+        ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
-    counter!(HTTP_REQUESTS, &labels).increment(1);
-    histogram!(HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    let series = HttpSeries {
+        method,
+        status,
+        requests: counter!(HTTP_REQUESTS, &labels),
+        duration: histogram!(HTTP_REQUEST_DURATION, &labels),
+    };
+    recorded(&series);
+    if let Ok(mut routes) = HTTP_SERIES.write() {
+        if find(&routes).is_none() {
+            routes.entry(route.to_owned()).or_default().push(series);
+        }
+    }
 }
+
+/// The registered metrics of one (method, route, status) of [`http_request`].
+#[derive(Clone)]
+struct HttpSeries {
+    method: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// [`HttpSeries`] by route template.
+static HTTP_SERIES: LazyLock<RwLock<HashMap<String, Vec<HttpSeries>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// Records a command accepted as a new job (not a repeated one that returned an existing job).
 pub fn job_accepted(job_type: &str) {
@@ -342,16 +387,12 @@ mod tests {
         assert_eq!(method_label("PATCH"), "PATCH");
         assert_eq!(method_label("BREW"), "other");
         install();
-        http_request(
-            "GET",
-            "/Jobs/{id}".to_owned(),
-            200,
-            Duration::from_millis(3),
-        );
+        http_request("GET", "/Jobs/{id}", 200, Duration::from_millis(3));
+        http_request("GET", "/Jobs/{id}", 200, Duration::from_millis(4));
         job_finished("service_request.create", "processed", Utc::now());
         let text = render();
         assert!(
-            text.contains(r#"http_requests_total{method="GET",route="/Jobs/{id}",status="200"}"#),
+            text.contains(r#"http_requests_total{method="GET",route="/Jobs/{id}",status="200"} 2"#),
             "{text}"
         );
         assert!(

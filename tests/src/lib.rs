@@ -136,6 +136,8 @@ impl TestApp {
             worker_max_attempts: 4,
             outbox_relay_interval_ms: 100,
             db_pool_size: 8,
+            // Tests run several apis at once against one server: small pools (opened on demand).
+            api_db_pool_size: 8,
             ..Config::default()
         };
         configure(&mut config);

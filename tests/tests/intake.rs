@@ -360,3 +360,21 @@ async fn the_same_idempotency_key_with_another_body_is_refused_with_422() {
         "{elsewhere:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_left_unused_are_closed_so_a_burst_gives_them_back() {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pool = ehealth_infra::db::pool(&url, 4).unwrap();
+    let burst = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    drop(burst);
+    assert_eq!(pool.status().size, 2, "the burst's connections stay pooled");
+    ehealth_infra::db::close_idle_connections(&pool, Duration::from_millis(200));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.status().size > 0 {
+        assert!(Instant::now() < deadline, "still open: {:?}", pool.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = pool.get().await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+}

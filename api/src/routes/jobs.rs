@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ehealth_infra::{
-    jobs::{self, Job, JobStatus},
+    jobs::{self, JobStatus, JobView},
     StoreError,
 };
 use serde_json::{json, Value};
@@ -106,9 +106,9 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
     let client = state.pool.get().await.map_err(StoreError::from)?;
-    let job = jobs::get(&client, id)
+    let job = jobs::view(&client, id)
         .await?
-        .filter(|job| job.actor.legal_entity_id == principal.legal_entity_id)
+        .filter(|job| job.owner_legal_entity_id == principal.legal_entity_id)
         .ok_or_else(|| ApiError::not_found("Job not found"))?;
 
     let etag = format!(
@@ -138,7 +138,7 @@ async fn read(
 }
 
 /// The job's representation, by status.
-pub fn render(job: &Job) -> Response {
+pub fn render(job: &JobView) -> Response {
     let status_code = job.status_code.unwrap_or(500);
     match job.status {
         JobStatus::Pending => envelope::object(
