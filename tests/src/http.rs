@@ -166,6 +166,21 @@ impl<'a> Api<'a> {
         self.request(Method::GET, path, None, &[]).await
     }
 
+    /// Sends a create of a service request coded `code` for a new patient and returns its job's href
+    /// (asserting 202).
+    pub async fn create_coded(&self, code: &str) -> String {
+        let reply = self
+            .request(
+                Method::POST,
+                &format!("/api/patients/{}/service_requests", Uuid::new_v4()),
+                Some(json!({ "category": "laboratory_procedure", "code": code })),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{reply:?}");
+        reply.job_href()
+    }
+
     pub async fn create_service_request(&self, patient_id: Uuid, program: bool) -> Reply {
         let body = json!({
             "category": "laboratory_procedure",

@@ -10,22 +10,12 @@ use std::time::{Duration, Instant};
 use ehealth_infra::amqp::{AmqpError, Publisher};
 use ehealth_tests::{eventually, wait_for, Api, TestApp};
 use lapin::{options::BasicPublishOptions, BasicProperties};
-use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
 /// Sends a create with `code` and returns its job's href (asserting 202).
 async fn create(api: &Api<'_>, code: &str) -> String {
-    let reply = api
-        .request(
-            Method::POST,
-            &format!("/api/patients/{}/service_requests", Uuid::new_v4()),
-            Some(json!({ "category": "laboratory_procedure", "code": code })),
-            &[],
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{reply:?}");
-    reply.job_href()
+    api.create_coded(code).await
 }
 
 fn job_id(href: &str) -> Uuid {

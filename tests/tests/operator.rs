@@ -12,22 +12,11 @@ use ehealth_infra::{
     operator::{self, Retryable},
 };
 use ehealth_tests::{eventually, Api, TestApp};
-use reqwest::Method;
-use serde_json::json;
 use uuid::Uuid;
 
 /// Sends a create with `code` and returns its job id (asserting 202).
 async fn create(api: &Api<'_>, code: &str) -> (Uuid, String) {
-    let reply = api
-        .request(
-            Method::POST,
-            &format!("/api/patients/{}/service_requests", Uuid::new_v4()),
-            Some(json!({ "category": "laboratory_procedure", "code": code })),
-            &[],
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{reply:?}");
-    let href = reply.job_href();
+    let href = api.create_coded(code).await;
     let id = href.trim_start_matches("/Jobs/").parse().unwrap();
     (id, href)
 }

@@ -12,7 +12,6 @@ use ehealth_infra::{
 };
 use ehealth_tests::{Api, TestApp};
 use ehealth_worker::handler::{self, Batched, Processed};
-use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -311,16 +310,7 @@ async fn a_batch_that_loses_a_concurrency_race_writes_nothing_and_its_jobs_end_o
 
 /// Sends a create with `code` and returns its job's href (asserting 202).
 async fn create(api: &Api<'_>, code: &str) -> String {
-    let reply = api
-        .request(
-            Method::POST,
-            &format!("/api/patients/{}/service_requests", Uuid::new_v4()),
-            Some(json!({ "category": "laboratory_procedure", "code": code })),
-            &[],
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{reply:?}");
-    reply.job_href()
+    api.create_coded(code).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

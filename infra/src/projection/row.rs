@@ -204,15 +204,23 @@ pub async fn select<R: ProjectionRow>(
     condition: &str,
     params: &[Param<'_>],
 ) -> Result<Vec<R>, StoreError> {
-    let statement = client
+    let statement = select_statement::<R>(client, condition).await?;
+    let rows = client.query(&statement, params).await?;
+    Ok(rows.iter().map(R::from_row).collect())
+}
+
+/// `SELECT <the row's columns> FROM <its table> WHERE <condition>`, prepared once per connection.
+async fn select_statement<R: ProjectionRow>(
+    client: &impl GenericClient,
+    condition: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(client
         .prepare_cached(&format!(
             "SELECT {} FROM {} WHERE {condition}",
             R::COLUMN_LIST,
             R::TABLE
         ))
-        .await?;
-    let rows = client.query(&statement, params).await?;
-    Ok(rows.iter().map(R::from_row).collect())
+        .await?)
 }
 
 /// The one row of the live table that matches `condition`, if any (see [`select`]).
@@ -221,13 +229,7 @@ pub async fn select_one<R: ProjectionRow>(
     condition: &str,
     params: &[Param<'_>],
 ) -> Result<Option<R>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {} FROM {} WHERE {condition}",
-            R::COLUMN_LIST,
-            R::TABLE
-        ))
-        .await?;
+    let statement = select_statement::<R>(client, condition).await?;
     let row = client.query_opt(&statement, params).await?;
     Ok(row.as_ref().map(R::from_row))
 }
