@@ -32,4 +32,15 @@ if ! tcp_open "${mq_host:-127.0.0.1}" "$mq_port"; then
     rabbitmqctl -q await_startup >/dev/null 2>&1 || true
   fi
 fi
+# RabbitMQ 3.10's supervisor of quorum-queue dead-lettering (rabbit_fifo_dlx_sup) can stop for good when
+# queues with at-least-once dead-lettering are deleted while their dead-letter worker starts: the worker
+# crashes ({badmatch,{error,not_found}}) until the supervisor's restart intensity is spent, and from then on
+# declaring such a queue (our command queue) closes the connection with INTERNAL_ERROR. Tests declare and
+# delete many of them in parallel (seen once, 2026-11-26, with several test runs at once): bring it back.
+if is_local "$mq_host" && command -v rabbitmqctl >/dev/null \
+  && [[ $(rabbitmqctl eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null) == undefined ]]; then
+  say "RabbitMQ's quorum-queue dead-letter supervisor had stopped: restarting it"
+  rabbitmqctl eval 'supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).' >/dev/null || true
+fi
+
 say "PostgreSQL on ${pg_host:-127.0.0.1}:$pg_port and RabbitMQ on ${mq_host:-127.0.0.1}:$mq_port are up"
