@@ -18,7 +18,11 @@
 //! Dead letters are ended by [`crate::dead_letters`].
 
 use std::{
-    collections::HashSet, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration,
+    collections::{BTreeSet, HashSet},
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use deadpool_postgres::Pool;
@@ -75,11 +79,56 @@ pub trait Handle: Clone + Send + Sync + 'static {
     }
 
     /// Handles and settles deliveries that arrived together (at most [`Handle::batch_limit`]); by default
-    /// each on its own, concurrently.
-    fn handle_batch(&self, deliveries: Vec<Delivery>) -> impl Future<Output = ()> + Send {
+    /// each on its own, concurrently. `unsettled` is the channel's record of the deliveries not settled yet
+    /// (see [`Unsettled::covering`]).
+    fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+        _unsettled: Unsettled,
+    ) -> impl Future<Output = ()> + Send {
         async move {
             futures_util::future::join_all(deliveries.into_iter().map(|d| self.handle(d))).await;
         }
+    }
+}
+
+/// The delivery tags of one channel whose handling has not ended: a tag is added when its delivery arrives,
+/// before any task sees it, and removed by the consumer once the task that handled it has ended (so after it
+/// was settled). The set may still hold tags that were settled a moment ago, never miss one that is not: it
+/// tells when a `multiple` ack of a tag is safe ([`Unsettled::covering`]).
+#[derive(Clone, Debug, Default)]
+pub struct Unsettled(Arc<Mutex<BTreeSet<u64>>>);
+
+impl Unsettled {
+    fn tags(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        // A panic while holding the lock leaves a set of numbers, still meaningful.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A delivery with `tag` arrived.
+    pub fn received(&self, tag: u64) {
+        self.tags().insert(tag);
+    }
+
+    /// The handling of these deliveries has ended.
+    pub fn ended(&self, tags: &[u64]) {
+        let mut set = self.tags();
+        for tag in tags {
+            set.remove(tag);
+        }
+    }
+
+    /// The highest of `tags` if acknowledging it with `multiple` acknowledges exactly `tags`: every delivery
+    /// of the channel up to it that is not settled yet is one of `tags`. `None` when another delivery below
+    /// it is still being handled (then each must be acknowledged on its own).
+    pub fn covering(&self, tags: &[u64]) -> Option<u64> {
+        let last = *tags.iter().max()?;
+        let set = self.tags();
+        set.range(..=last)
+            .all(|tag| tags.contains(tag))
+            .then_some(last)
     }
 }
 
@@ -150,6 +199,7 @@ async fn session<H: Handle>(
     let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
     let mut in_flight = JoinSet::new();
     let batch_limit = handler.batch_limit().max(1);
+    let unsettled = Unsettled::default();
     let result = loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -182,8 +232,15 @@ async fn session<H: Handle>(
                             None => break,
                         }
                     }
-                    let handler = handler.clone();
-                    in_flight.spawn(async move { handler.handle_batch(batch).await });
+                    let tags: Vec<u64> = batch.iter().map(|d| d.delivery_tag).collect();
+                    for tag in &tags {
+                        unsettled.received(*tag);
+                    }
+                    let (handler, record) = (handler.clone(), unsettled.clone());
+                    in_flight.spawn(async move {
+                        handler.handle_batch(batch, record).await;
+                        tags
+                    });
                     if let Some(ended) = ended {
                         break ended;
                     }
@@ -191,7 +248,12 @@ async fn session<H: Handle>(
                 Some(Err(e)) => break Err(AmqpError::from(e)),
                 None => break Err(AmqpError::ConsumerCancelled),
             },
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
+                // A task that panicked leaves its tags in the set: that only keeps later acks single.
+                if let Ok(tags) = ended {
+                    unsettled.ended(&tags);
+                }
+            }
         }
     };
     if result.is_ok() {
@@ -317,8 +379,8 @@ impl Handle for Commands {
             .min(usize::from(self.config.worker_prefetch / 2).max(1))
     }
 
-    async fn handle_batch(&self, deliveries: Vec<Delivery>) {
-        self.handle_together(deliveries).await
+    async fn handle_batch(&self, deliveries: Vec<Delivery>, unsettled: Unsettled) {
+        self.handle_together(deliveries, &unsettled).await
     }
 }
 
@@ -328,7 +390,7 @@ impl Commands {
     /// the single path — a job it cannot take, a second message of one job, a body that is not a command
     /// message, or every job when its transaction failed or panicked (rolled back, nothing written) — is
     /// handled as a delivery of its own ([`Handle::handle`]), with its retries, parking and dead-lettering.
-    async fn handle_together(&self, deliveries: Vec<Delivery>) {
+    async fn handle_together(&self, deliveries: Vec<Delivery>, unsettled: &Unsettled) {
         let mut batch: Vec<(Uuid, Delivery)> = Vec::with_capacity(deliveries.len());
         let mut single = Vec::new();
         let mut seen = HashSet::new();
@@ -374,7 +436,7 @@ impl Commands {
                     handler::Batched::Single => single.push(delivery),
                 }
             }
-            let acks = futures_util::future::join_all(done.iter().map(|d| settle(d, Settle::Ack)));
+            let acks = ack_together(&done, unsettled);
             let rest = futures_util::future::join_all(single.into_iter().map(|d| self.handle(d)));
             tokio::join!(acks, rest);
         } else {
@@ -426,10 +488,29 @@ pub(crate) fn attempt_of(delivery: &Delivery) -> u32 {
     }
 }
 
+/// Acknowledges deliveries whose jobs committed together: with one `multiple` ack of the highest tag when
+/// no other delivery of the channel below it is still being handled ([`Unsettled::covering`]) — one
+/// settlement for the broker's quorum queue instead of one per message — else each on its own.
+async fn ack_together(done: &[Delivery], unsettled: &Unsettled) {
+    let tags: Vec<u64> = done.iter().map(|d| d.delivery_tag).collect();
+    let last = unsettled
+        .covering(&tags)
+        .and_then(|last| done.iter().find(|d| d.delivery_tag == last));
+    match last {
+        Some(last) if done.len() > 1 => settle(last, Settle::AckThrough).await,
+        _ => {
+            futures_util::future::join_all(done.iter().map(|d| settle(d, Settle::Ack))).await;
+        }
+    }
+}
+
 /// How a delivery is settled.
 pub enum Settle {
     /// Done with it.
     Ack,
+    /// Done with it and with every delivery of the channel before it (`multiple`): only when none of those
+    /// is still being handled ([`Unsettled::covering`]).
+    AckThrough,
     /// Give it back to the queue (counts toward the delivery limit).
     Requeue,
     /// Send it to the dead-letter exchange.
@@ -441,6 +522,7 @@ pub async fn settle(delivery: &Delivery, how: Settle) {
     let settling = async {
         match how {
             Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+            Settle::AckThrough => delivery.ack(BasicAckOptions { multiple: true }).await,
             Settle::Requeue | Settle::DeadLetter => {
                 delivery
                     .nack(BasicNackOptions {
@@ -459,5 +541,31 @@ pub async fn settle(delivery: &Delivery, how: Settle) {
             tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
         }
         Err(_) => tracing::warn!("settling a delivery timed out; the broker will redeliver it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unsettled;
+
+    #[test]
+    fn a_multiple_ack_covers_only_deliveries_of_its_own() {
+        let unsettled = Unsettled::default();
+        for tag in 1..=16 {
+            unsettled.received(tag);
+        }
+        // The first batch, with nothing below it: one ack of 8 settles 1..=8.
+        assert_eq!(unsettled.covering(&[3, 1, 2, 4, 5, 6, 7, 8]), Some(8));
+        // The second batch while the first is still being handled: each on its own.
+        assert_eq!(unsettled.covering(&[9, 10, 11, 12, 13, 14, 15, 16]), None);
+        // A batch that leaves one of its deliveries (5) to the single path.
+        assert_eq!(unsettled.covering(&[1, 2, 3, 4, 6, 7, 8]), None);
+        assert_eq!(unsettled.covering(&[1, 2, 3, 4]), Some(4));
+        unsettled.ended(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            unsettled.covering(&[9, 10, 11, 12, 13, 14, 15, 16]),
+            Some(16)
+        );
+        assert_eq!(unsettled.covering(&[]), None);
     }
 }
