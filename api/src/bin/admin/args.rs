@@ -236,8 +236,9 @@ pub enum TokenCommand {
         /// The token's id (from `token issue` or `token list`).
         id: Option<Uuid>,
         /// The bearer token itself (only its hash is looked up); `-` reads it from stdin, out of the shell's
-        /// history and the process list.
-        #[arg(long)]
+        /// history and the process list. Tokens are base64url and may begin with `-`, so the value is taken
+        /// as it is.
+        #[arg(long, allow_hyphen_values = true)]
         token: Option<String>,
     },
     /// Lists a user's tokens, newest first, with their status (active, expired, revoked); never a secret.
@@ -445,6 +446,20 @@ mod tests {
         assert!(parse_scopes("job:read job:write")
             .err()
             .is_some_and(|e| e.contains("unknown scope 'job:write'")));
+    }
+
+    #[test]
+    fn a_token_that_begins_with_a_hyphen_is_a_value() {
+        use super::{Command, TokenCommand};
+        use clap::Parser;
+        for secret in ["-zeajCZkwIEL6bD8dpWy7aPG1hIFCff2MYgjsrenPuQ", "--x", "-"] {
+            let cli = Cli::try_parse_from(["ehealth-admin", "token", "revoke", "--token", secret])
+                .unwrap_or_else(|e| panic!("{secret}: {e}"));
+            assert!(
+                matches!(&cli.command, Command::Token(TokenCommand::Revoke { token: Some(t), id: None }) if t == secret),
+                "{secret}: {cli:?}"
+            );
+        }
     }
 
     #[test]
