@@ -457,13 +457,15 @@ async fn the_storage_refuses_tampered_and_expired_links() {
             .await;
         rows[0].get::<_, String>(0)
     };
+    // Signed at a whole second (`X-Amz-Date`), so a 1 s link may have only a few milliseconds left when the
+    // download below starts: 2 s leave it at least one.
     let short = app
         .storage
-        .presign_get(&app.storage.files_bucket, &key, Duration::from_secs(1))
+        .presign_get(&app.storage.files_bucket, &key, Duration::from_secs(2))
         .await
         .unwrap();
     assert_eq!(download(&short.url).await.status(), StatusCode::OK);
-    // The same link, unchanged, stops working once its second is over (and the object is still there).
+    // The same link, unchanged, stops working once its time is over (and the object is still there).
     assert!(
         eventually(Duration::from_secs(10), || async {
             download(&short.url).await.status() == StatusCode::FORBIDDEN
