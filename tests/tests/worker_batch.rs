@@ -222,6 +222,11 @@ async fn a_batch_that_loses_a_concurrency_race_writes_nothing_and_its_jobs_end_o
     // Another writer creates the middle stream and holds its transaction open ...
     let mut client = app.pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
+    let writer: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let loaded = event_store::load::<ServiceRequestAggregate>(&tx, contested)
         .await
         .unwrap();
@@ -255,10 +260,14 @@ async fn a_batch_that_loses_a_concurrency_race_writes_nothing_and_its_jobs_end_o
             async move { handler::process_batch(&pool, &publisher, &storage, &job_ids).await },
         )
     };
+    // Blocked by this writer's backend: `pg_locks` is the whole server's, where other tests wait on locks too.
     assert!(
         app.eventually(Duration::from_secs(10), || async {
             let waiting = app
-                .query("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                .query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    &[&writer],
+                )
                 .await;
             waiting[0].get::<_, i64>(0) > 0
         })
