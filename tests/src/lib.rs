@@ -391,6 +391,25 @@ where
     .is_some()
 }
 
+/// How long before the end of a UTC day [`within_one_utc_day`] waits for the next one.
+pub const DAY_END_MARGIN: Duration = Duration::from_secs(120);
+
+/// For a test that compares dates with "today" (the service's date rules are in UTC days, read by the api
+/// and the worker when they decide): when the UTC day ends within [`DAY_END_MARGIN`], waits until the next
+/// one has begun, so that the test, the api and the worker all see the same day until the test ends.
+pub async fn within_one_utc_day() {
+    let now = chrono::Utc::now();
+    let next_day = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc());
+    let left = next_day.and_then(|midnight| (midnight - now).to_std().ok());
+    if let Some(left) = left.filter(|left| *left < DAY_END_MARGIN) {
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+}
+
 /// Like [`eventually`], for a condition that yields a value: the first `Some`, or `None` after `timeout`.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, mut attempt: F) -> Option<T>
 where

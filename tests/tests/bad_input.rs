@@ -404,6 +404,8 @@ async fn a_wrong_method_is_405_method_not_allowed_with_allow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_past_expiration_date_or_an_unknown_category_is_422_before_any_job() {
+    // Today's date must still be today when the api checks it.
+    ehealth_tests::within_one_utc_day().await;
     let app = TestApp::spawn_without_worker().await;
     let msp = app.msp().await;
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();

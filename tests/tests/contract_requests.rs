@@ -551,6 +551,8 @@ async fn a_contract_request_goes_from_draft_to_signed_with_its_documents_by_stat
 
 #[tokio::test]
 async fn a_refused_sign_leaves_no_signed_content_and_terminate_sets_end_date_today() {
+    // The worker's today (the end date) and the test's must be the same day.
+    ehealth_tests::within_one_utc_day().await;
     let w = world().await;
     let draft = created(&w).await;
     let signed = json!({"signed_content": STANDARD.encode(b"too early")});

@@ -22,7 +22,7 @@ use ehealth_infra::{
     event_store::{self, Metadata},
     projection::Projection,
 };
-use ehealth_tests::{wait_for, TestApp};
+use ehealth_tests::{wait_for, within_one_utc_day, TestApp};
 use ehealth_worker::scheduler::{self, Scheduled, AUTO_EXPIRED, LOCK_KEY};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -130,6 +130,8 @@ async fn app_with_fast_scheduler() -> TestApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_service_request_is_recalled_through_a_job_of_the_system_and_a_current_one_is_left(
 ) {
+    // `last_day_today` is due once the worker's scheduler sees tomorrow.
+    within_one_utc_day().await;
     let mut app = app_with_fast_scheduler().await;
     let clinic = app.msp().await;
     let le = clinic.legal_entity_id;
@@ -419,6 +421,8 @@ async fn cr_row(app: &TestApp, id: Uuid) -> (String, NaiveDate, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_requests_past_their_start_date_and_not_signed_are_terminated_auto_expired() {
+    // `starts_today` is overdue once the worker's scheduler sees tomorrow, and `end_date` is its today.
+    within_one_utc_day().await;
     let mut app = app_with_fast_scheduler().await;
     let clinic = app.msp().await.legal_entity_id;
     let yesterday = today() - days(1);
