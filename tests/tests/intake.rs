@@ -175,6 +175,20 @@ async fn a_waiting_request_is_answered_when_its_job_finishes_without_polling_the
     let msp = app.msp().await;
     let api = app.api(&msp.token);
     let patient = Uuid::new_v4();
+    // The api's listener connects in the background after start; a request that waited before its LISTEN
+    // would rightly read its job again once it is listening. Wait for the LISTEN to be done.
+    let listening = app
+        .eventually(Duration::from_secs(10), || async {
+            !app.query(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = $1 AND query = 'LISTEN job_finished' AND state = 'idle'",
+                &[&ehealth_infra::finished_jobs::LISTENER_APPLICATION_NAME],
+            )
+            .await
+            .is_empty()
+        })
+        .await;
+    assert!(listening, "the api's listener never listened");
 
     let waiting = create(
         &api,
