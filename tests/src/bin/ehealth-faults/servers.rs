@@ -12,10 +12,24 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use tokio::process::Command;
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// A TCP port on 127.0.0.1 that nothing listens on right now, and that no earlier call of this run handed
+/// out: the probe's port is free again once it returns, and nothing binds it until its server starts, so
+/// the kernel could give the same port to two probes (the PostgreSQL and RabbitMQ ports are taken at the
+/// same time, a scenario's api, object store and workers one after the other).
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
-    Ok(listener.local_addr()?.port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
+        let port = listener.local_addr()?.port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port that this run has not handed out already")
 }
 
 /// Runs `command` to completion within `timeout`; its stdout, or an error that carries its output.
@@ -248,11 +262,7 @@ impl Rabbit {
         for sub in ["home", "mnesia", "log"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        let port = free_port()?;
-        let mut dist_port = free_port()?;
-        while dist_port == port {
-            dist_port = free_port()?;
-        }
+        let (port, dist_port) = (free_port()?, free_port()?);
         std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
         std::fs::write(
             dir.join("rabbitmq.conf"),
