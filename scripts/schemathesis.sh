@@ -35,11 +35,16 @@ venv=target/schemathesis-venv
 mkdir -p "$work"
 rm -rf "$work/data" "$work/report"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Three free ports at once, each probe held open until all are chosen: one after the other, the kernel could
+# hand the same free port out twice.
+free_ports() {
+  python3 -c 'import socket; s = [socket.socket() for _ in range(3)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*(x.getsockname()[1] for x in s))'
+}
 db_name() { local rest=${1##*/}; printf '%s' "${rest%%\?*}"; }
-HTTP_PORT=${SCHEMATHESIS_HTTP_PORT:-$(free_port)}
-S3_PORT=${SCHEMATHESIS_S3_PORT:-$(free_port)}
-WORKER_PORT=${SCHEMATHESIS_WORKER_PORT:-$(free_port)}
+read -r free_http free_s3 free_worker < <(free_ports)
+HTTP_PORT=${SCHEMATHESIS_HTTP_PORT:-$free_http}
+S3_PORT=${SCHEMATHESIS_S3_PORT:-$free_s3}
+WORKER_PORT=${SCHEMATHESIS_WORKER_PORT:-$free_worker}
 base=http://127.0.0.1:$HTTP_PORT
 
 # The service's environment (README "Configuration").
