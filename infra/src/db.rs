@@ -190,8 +190,11 @@ async fn grant_runtime_role(
             .await;
         match created {
             Ok(()) => tracing::info!(role, "created the runtime role"),
-            // Another migrating process created it in between.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+            // Another migrating process created it in between: `role already exists` once it has
+            // committed, a unique violation on `pg_authid` when both inserted it at the same time.
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
+                    || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(e.into()),
         }
     }
