@@ -38,6 +38,34 @@ use uuid::Uuid;
 /// retried later.
 pub const MAX_CONFLICT_RETRIES: usize = 5;
 
+/// The aggregates the worker handles, by stream type: `with_handled!(stream_type, |A| body, other => fallback)`
+/// runs `body` with the type `A` bound to the aggregate whose [`Aggregate::STREAM_TYPE`] is `stream_type`, and
+/// `fallback` (with `other` bound to the stream type) for any other. The one list of handled aggregates: every
+/// dispatch on a job's stream type goes through it, so a new aggregate is added here once.
+macro_rules! with_handled {
+    ($stream_type:expr, |$a:ident| $body:expr, $other:pat => $fallback:expr) => {
+        match $stream_type {
+            ServiceRequestAggregate::STREAM_TYPE => {
+                type $a = ServiceRequestAggregate;
+                $body
+            }
+            AnalysisFilesAggregate::STREAM_TYPE => {
+                type $a = AnalysisFilesAggregate;
+                $body
+            }
+            PatientAttachmentAggregate::STREAM_TYPE => {
+                type $a = PatientAttachmentAggregate;
+                $body
+            }
+            ContractRequestAggregate::STREAM_TYPE => {
+                type $a = ContractRequestAggregate;
+                $body
+            }
+            $other => $fallback,
+        }
+    };
+}
+
 /// What must happen once the job's transaction has committed: integration events to publish (routing key,
 /// body) and objects to delete from storage (bucket, key). Both are written in the transaction first.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -240,23 +268,9 @@ pub async fn process_job(
         return Ok(Processed::Skipped);
     }
     crate::fault::panic_if_asked(&job.command);
-    match job.stream_type.as_str() {
-        ServiceRequestAggregate::STREAM_TYPE => {
-            run::<ServiceRequestAggregate>(pool, publisher, storage, &job).await
-        }
-        AnalysisFilesAggregate::STREAM_TYPE => {
-            run::<AnalysisFilesAggregate>(pool, publisher, storage, &job).await
-        }
-        PatientAttachmentAggregate::STREAM_TYPE => {
-            run::<PatientAttachmentAggregate>(pool, publisher, storage, &job).await
-        }
-        ContractRequestAggregate::STREAM_TYPE => {
-            run::<ContractRequestAggregate>(pool, publisher, storage, &job).await
-        }
-        other => {
-            finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
-        }
-    }
+    with_handled!(job.stream_type.as_str(), |A| run::<A>(pool, publisher, storage, &job).await, other => {
+        finish_unexpected(pool, &job, &format!("no handler for stream type {other}")).await
+    })
 }
 
 /// What the batch path ([`process_batch`]) did with one job of a batch.
@@ -281,13 +295,7 @@ pub fn batches() -> u64 {
 
 /// Whether jobs on streams of `stream_type` may be decided in a batch ([`Handled::BATCHED`]).
 fn batched(stream_type: &str) -> bool {
-    match stream_type {
-        ServiceRequestAggregate::STREAM_TYPE => ServiceRequestAggregate::BATCHED,
-        AnalysisFilesAggregate::STREAM_TYPE => AnalysisFilesAggregate::BATCHED,
-        PatientAttachmentAggregate::STREAM_TYPE => PatientAttachmentAggregate::BATCHED,
-        ContractRequestAggregate::STREAM_TYPE => ContractRequestAggregate::BATCHED,
-        _ => false,
-    }
+    with_handled!(stream_type, |A| A::BATCHED, _ => false)
 }
 
 /// Processes the jobs of several deliveries (`job_ids`, in delivery order) in one transaction: one read of
@@ -341,21 +349,10 @@ pub async fn process_batch(
     let Some(stream_type) = group.first().map(|(_, job)| job.stream_type.clone()) else {
         return Ok(results);
     };
-    let decided = match stream_type.as_str() {
-        ServiceRequestAggregate::STREAM_TYPE => {
-            run_batch::<ServiceRequestAggregate>(&mut client, storage, group).await?
-        }
-        AnalysisFilesAggregate::STREAM_TYPE => {
-            run_batch::<AnalysisFilesAggregate>(&mut client, storage, group).await?
-        }
-        PatientAttachmentAggregate::STREAM_TYPE => {
-            run_batch::<PatientAttachmentAggregate>(&mut client, storage, group).await?
-        }
-        ContractRequestAggregate::STREAM_TYPE => {
-            run_batch::<ContractRequestAggregate>(&mut client, storage, group).await?
-        }
-        _ => return Ok(results),
-    };
+    // Every job of `group` passed `batched`, so its aggregate is one of the handled ones.
+    let decided = with_handled!(stream_type.as_str(), |A| run_batch::<A>(&mut client, storage, group).await?, _ => {
+        return Ok(results)
+    });
     drop(client);
     BATCHES.fetch_add(1, Ordering::Relaxed);
     let (mut messages, mut deletions) = (Vec::new(), Vec::new());
