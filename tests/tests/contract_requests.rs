@@ -310,7 +310,7 @@ async fn documents(reply: &ehealth_tests::http::Reply) -> Vec<(String, Vec<u8>)>
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_request_goes_from_draft_to_signed_with_its_documents_by_status() {
     let w = world().await;
     let mut events = w.app.subscribe("contract_request.status_changed").await;
@@ -549,7 +549,7 @@ async fn a_contract_request_goes_from_draft_to_signed_with_its_documents_by_stat
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_sign_leaves_no_signed_content_and_terminate_sets_end_date_today() {
     // The worker's today (the end date) and the test's must be the same day.
     ehealth_tests::within_one_utc_day().await;
@@ -618,7 +618,7 @@ async fn a_refused_sign_leaves_no_signed_content_and_terminate_sets_end_date_tod
     assert_eq!(documents(&reply).await.len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_checks_token_expiry_scope_user_client_context_then_existence() {
     let w = world().await;
     let draft = created(&w).await;
@@ -772,7 +772,7 @@ async fn the_read_checks_token_expiry_scope_user_client_context_then_existence()
         );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_body_that_does_not_fit_the_schema_is_422_naming_every_entry() {
     let w = world().await;
     let draft = draft(&w, &w.clinic.token, true).await;
@@ -862,7 +862,7 @@ async fn a_create_body_that_does_not_fit_the_schema_is_422_naming_every_entry() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_documents_are_missing_or_differ_fails_the_job_409() {
     let w = world().await;
     // Only the statute uploaded.
@@ -938,7 +938,7 @@ async fn a_create_whose_documents_are_missing_or_differ_fails_the_job_409() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_filters_and_pages_what_the_caller_may_see() {
     let w = world().await;
     let first = created(&w).await;
@@ -1053,7 +1053,7 @@ async fn the_list_filters_and_pages_what_the_caller_may_see() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_import_is_validated_whole_written_in_one_transaction_and_idempotent() {
     let app = TestApp::spawn_without_worker().await;
     let example: ReferenceDocument =
@@ -1123,7 +1123,7 @@ async fn reference_import_is_validated_whole_written_in_one_transaction_and_idem
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pharmacy_creates_a_reimbursement_request_shown_as_document_003s_second_example_and_rebuilt_alike(
 ) {
     let w = world().await;
