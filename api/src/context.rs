@@ -25,12 +25,19 @@ tokio::task_local! {
 
 /// The context of the request being served; a generated one outside a request.
 pub fn current() -> RequestContext {
-    CURRENT
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| RequestContext {
+    with_current(Clone::clone)
+}
+
+/// `f` of the context of the request being served (a generated one outside a request), without a copy.
+pub fn with_current<R>(f: impl FnOnce(&RequestContext) -> R) -> R {
+    if CURRENT.try_with(|_| ()).is_ok() {
+        CURRENT.with(f)
+    } else {
+        f(&RequestContext {
             request_id: Uuid::new_v4().to_string(),
             url: String::new(),
         })
+    }
 }
 
 /// The client's request id when it is 1–200 visible ASCII characters.

@@ -5,6 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::{context, ApiError};
@@ -22,13 +23,35 @@ pub fn meta(status: StatusCode, kind: &str) -> Value {
     json!({ "code": status.as_u16(), "url": ctx.url, "type": kind, "request_id": ctx.request_id })
 }
 
+/// The envelope of one object, serialized straight into the body (no tree of `Value`s built first). The
+/// fields are in the order `json!` gives its keys (sorted), so the bytes are those of [`meta`]'s envelope.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    data: T,
+    meta: Meta<'a>,
+}
+
+/// [`meta`]'s object, typed.
+#[derive(Serialize)]
+struct Meta<'a> {
+    code: u16,
+    request_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    url: &'a str,
+}
+
 /// A response whose `data` is one object.
-pub fn object(status: StatusCode, data: Value) -> Response {
-    (
-        status,
-        Json(json!({ "meta": meta(status, "object"), "data": data })),
-    )
-        .into_response()
+pub fn object(status: StatusCode, data: impl Serialize) -> Response {
+    context::with_current(|ctx| {
+        let meta = Meta {
+            code: status.as_u16(),
+            request_id: &ctx.request_id,
+            kind: "object",
+            url: &ctx.url,
+        };
+        (status, Json(Envelope { data, meta })).into_response()
+    })
 }
 
 /// eHealth paging: `page_number` (from 1), `page_size`, `total_entries`, `total_pages`.

@@ -126,7 +126,7 @@ pub async fn enqueue_answering(
         request_id: context::current().request_id,
         idempotency_key,
     };
-    let job = match jobs::submit_with_fingerprint(&state.pool, new, &request.fingerprint).await? {
+    let job = match jobs::submit_with_fingerprint(&state.shared, new, &request.fingerprint).await? {
         Submitted::Created(job, message) => {
             // Published by the publisher's background task: the request answers right after the commit;
             // the outbox row guarantees delivery (the relay publishes whatever stays unmarked).

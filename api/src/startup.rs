@@ -35,6 +35,9 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     /// The Postgres pool.
     pub pool: Pool,
+    /// A few of the pool's connections shared by concurrent requests for their single statements (the
+    /// poll's read, intake's insert): see [`db::Shared`].
+    pub shared: db::Shared,
     /// The command publisher (confirms on).
     pub publisher: Arc<Publisher>,
     /// The configuration.
@@ -109,6 +112,7 @@ impl Application {
             config.public_base_url = Some(format!("http://{}", listener.local_addr()?));
         }
         let state = AppState(Arc::new(Services {
+            shared: db::Shared::new(pool.clone(), config.api_db_shared_connections),
             pool,
             publisher,
             base_url: config.base_url().into(),

@@ -75,6 +75,11 @@ pub struct Config {
     /// Mind the server's `max_connections`: the api's pool + its `job_finished` listener + the worker's pool
     /// (per worker process) + `ehealth-admin` and other clients must fit.
     pub api_db_pool_size: usize,
+    /// How many of the api's pooled connections are shared by concurrent requests for statements that run
+    /// on their own (the poll's read, intake's insert without an `Idempotency-Key`): tokio-postgres pipelines
+    /// them, so a burst costs PostgreSQL a few busy backends instead of one per request. `0` gives every
+    /// such statement a pooled connection of its own. Fewer than `API_DB_POOL_SIZE`.
+    pub api_db_shared_connections: usize,
     /// How long the api trusts a verified api-key or bearer token without asking the database again, in
     /// milliseconds (a bounded in-process cache keyed by the secret's SHA-256). A revocation, or a change of
     /// the user's or legal entity's status, takes effect within this bound; a token's expiry is checked on
@@ -165,6 +170,7 @@ impl Default for Config {
             scheduler_interval_seconds: 60,
             db_pool_size: 16,
             api_db_pool_size: Self::DEFAULT_API_DB_POOL_SIZE,
+            api_db_shared_connections: 4,
             auth_cache_ttl_ms: 5000,
             log_format: "text".to_owned(),
             s3_endpoint: None,
@@ -231,6 +237,7 @@ impl Config {
         "scheduler_interval_seconds",
         "db_pool_size",
         "api_db_pool_size",
+        "api_db_shared_connections",
         "auth_cache_ttl_ms",
         "log_format",
         "s3_endpoint",
@@ -283,6 +290,11 @@ impl Config {
         }
         if self.api_db_pool_size == 0 {
             return Err(ConfigError("API_DB_POOL_SIZE must be positive".to_owned()));
+        }
+        if self.api_db_shared_connections >= self.api_db_pool_size {
+            return Err(ConfigError(
+                "API_DB_SHARED_CONNECTIONS must be less than API_DB_POOL_SIZE".to_owned(),
+            ));
         }
         if self.retry_delay_ms == 0 || self.retry_max_delay_ms < self.retry_delay_ms {
             return Err(ConfigError(
@@ -589,6 +601,15 @@ mod tests {
         };
         assert!(none.validate().is_err());
         assert!(Config::KEYS.contains(&"api_db_pool_size"));
+        // The shared connections come out of the pool and leave room in it for transactions.
+        for (shared, valid) in [(0, true), (4, true), (47, true), (48, false)] {
+            let config = Config {
+                api_db_shared_connections: shared,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "{shared}");
+        }
+        assert!(Config::KEYS.contains(&"api_db_shared_connections"));
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! The Postgres pool and the schema migrations.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
+    time::Duration,
+};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use crate::{event_store::chain, StoreError};
@@ -69,6 +75,83 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Migration(format!("cannot build the pool: {e}")))
+}
+
+/// A few pooled connections that many requests use at once, for statements that each run on their own
+/// (no transaction, no session state): tokio-postgres pipelines the statements of concurrent callers on one
+/// connection, so a burst of such requests costs a few backends a write and a read per batch of statements
+/// instead of a backend, a socket round trip and a context switch each. Every statement still ends with its
+/// own Sync, so it is its own transaction and one failing statement fails only its own caller.
+///
+/// The connections are taken from `pool` when first needed and kept; a connection that has closed (its
+/// backend terminated, the database restarted) is let go (the pool discards it) and replaced by the next
+/// caller of its slot, so the set heals as the pool does. Callers take the slots in turn.
+pub struct Shared {
+    pool: Pool,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    client: RwLock<Option<Arc<Object>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn open(&self) -> Option<Arc<Object>> {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|client| !client.is_closed())
+            .cloned()
+    }
+
+    fn set(&self, client: Option<Arc<Object>>) {
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+    }
+}
+
+impl Shared {
+    /// `connections` connections of `pool`, shared; with none, [`Shared::get`] takes a pooled connection of
+    /// the caller's own every time.
+    pub fn new(pool: Pool, connections: usize) -> Self {
+        Self {
+            pool,
+            slots: (0..connections).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The pool the connections come from, for work that needs a connection of its own (a transaction).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A shared connection, for one statement run on its own (never a transaction: it would take every
+    /// other caller's statements into it). Waits as long as taking a pooled connection does at most.
+    pub async fn get(&self) -> Result<Arc<Object>, StoreError> {
+        if self.slots.is_empty() {
+            return Ok(Arc::new(self.pool.get().await?));
+        }
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        if let Some(client) = slot.open() {
+            return Ok(client);
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(client) = slot.open() {
+            return Ok(client);
+        }
+        // Let the closed connection go first: once its last user is done, the pool discards it.
+        slot.set(None);
+        let client = Arc::new(self.pool.get().await?);
+        slot.set(Some(client.clone()));
+        Ok(client)
+    }
 }
 
 /// Creates the database named in `database_url` if it does not exist, connecting to the `postgres`

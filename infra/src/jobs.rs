@@ -7,14 +7,14 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::GenericClient;
 use ehealth_domain::Actor;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{outbox, StoreError};
+use crate::{db::Shared, outbox, StoreError};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,9 +196,9 @@ pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// Accepts a command: writes the job and its outbox row in one transaction. The command is recognised again
 /// (identical pending command, `Idempotency-Key`) by its stream and its serialized form, which is right for
 /// commands that hold no server-made value; see [`submit_with_fingerprint`] for those that do.
-pub async fn submit(pool: &Pool, new: NewJob) -> Result<Submitted, SubmitError> {
+pub async fn submit(db: &Shared, new: NewJob) -> Result<Submitted, SubmitError> {
     let fingerprint = new.command_as_sent();
-    submit_with_fingerprint(pool, new, &fingerprint).await
+    submit_with_fingerprint(db, new, &fingerprint).await
 }
 
 /// Accepts a command like [`submit`], recognising it again by `fingerprint`: what the client sent (the path
@@ -206,17 +206,15 @@ pub async fn submit(pool: &Pool, new: NewJob) -> Result<Submitted, SubmitError> 
 /// create. So the same create sent twice is one job, and a retried create with the same `Idempotency-Key`
 /// gets the first one's job and outcome.
 pub async fn submit_with_fingerprint(
-    pool: &Pool,
+    db: &Shared,
     new: NewJob,
     fingerprint: &Value,
 ) -> Result<Submitted, SubmitError> {
     let hash = new.command_hash(fingerprint);
     // A concurrent identical submission can hit a unique index between our check and our insert; the
     // second attempt then finds the winner's job.
-    match try_submit(pool, &new, &hash).await {
-        Err(SubmitError::Store(e)) if e.is_unique_violation() => {
-            try_submit(pool, &new, &hash).await
-        }
+    match try_submit(db, &new, &hash).await {
+        Err(SubmitError::Store(e)) if e.is_unique_violation() => try_submit(db, &new, &hash).await,
         other => other,
     }
 }
@@ -247,11 +245,12 @@ static SELECT_BY_IDEMPOTENCY_KEY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM jobs WHERE owner_legal_entity_id = $1 AND idempotency_key = $2")
 });
 
-async fn try_submit(pool: &Pool, new: &NewJob, hash: &str) -> Result<Submitted, SubmitError> {
-    let mut client = pool.get().await.map_err(StoreError::from)?;
+async fn try_submit(db: &Shared, new: &NewJob, hash: &str) -> Result<Submitted, SubmitError> {
     let Some(key) = &new.idempotency_key else {
-        return Ok(insert_or_find(&client, new, hash).await?);
+        // One statement on its own: pipelined with other requests' on a shared connection.
+        return Ok(insert_or_find(&*db.get().await?, new, hash).await?);
     };
+    let mut client = db.pool().get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let owner = new.actor.legal_entity_id;
     let statement = tx
@@ -391,7 +390,7 @@ pub async fn chain(
 /// What a client polling a job is shown of it (`GET /Jobs/{id}`): its status and outcome, the version behind
 /// the `ETag`, and the legal entity it belongs to — read by [`view`] without the command, the actor and the
 /// rest of the row, which the answer never shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JobView {
     /// The job id.
     pub id: Uuid,
@@ -399,8 +398,9 @@ pub struct JobView {
     pub status: JobStatus,
     /// The HTTP status the command would have answered synchronously, once finished.
     pub status_code: Option<i32>,
-    /// The body the command would have answered: the resource, or the eHealth `error` object.
-    pub response: Option<Value>,
+    /// The body the command would have answered: the resource, or the eHealth `error` object, as stored
+    /// (the poll passes it on without building a tree of it).
+    pub response: Option<Box<RawValue>>,
     /// Links to the affected resource.
     pub links: Vec<Link>,
     /// When the client may expect it done.
@@ -418,7 +418,10 @@ impl Job {
             id: self.id,
             status: self.status,
             status_code: self.status_code,
-            response: self.response.clone(),
+            response: self
+                .response
+                .as_ref()
+                .and_then(|response| serde_json::value::to_raw_value(response).ok()),
             links: self.links.clone(),
             eta: self.eta,
             updated_at: self.updated_at,
@@ -427,9 +430,11 @@ impl Job {
     }
 }
 
-/// The poll's read: the columns of [`JobView`], by position.
-const VIEW: &str =
-    "SELECT id, status, status_code, response, links, eta, updated_at, owner_legal_entity_id \
+/// The poll's read: the columns of [`JobView`], by position. A processed job with links is answered with
+/// them alone (303 to the resource), so its response is not read.
+const VIEW: &str = "SELECT id, status, status_code, \
+       CASE WHEN status = 'processed' AND links <> '[]'::jsonb THEN NULL ELSE response END, \
+       links, eta, updated_at, owner_legal_entity_id \
      FROM jobs WHERE id = $1";
 
 /// Reads what a polling client is shown of a job (see [`JobView`]); `None` for an unknown id.
@@ -439,11 +444,12 @@ pub async fn view(client: &impl GenericClient, id: Uuid) -> Result<Option<JobVie
         return Ok(None);
     };
     let links: postgres_types::Json<Vec<Link>> = row.try_get(4)?;
+    let response: Option<postgres_types::Json<Box<RawValue>>> = row.try_get(3)?;
     Ok(Some(JobView {
         id: row.try_get(0)?,
         status: JobStatus::parse(row.try_get(1)?),
         status_code: row.try_get(2)?,
-        response: row.try_get(3)?,
+        response: response.map(|response| response.0),
         links: links.0,
         eta: row.try_get(5)?,
         updated_at: row.try_get(6)?,

@@ -203,7 +203,10 @@ async fn submit(
         request_id: "test".to_owned(),
         idempotency_key: None,
     };
-    match jobs::submit(&app.pool, new).await.unwrap() {
+    match jobs::submit(&ehealth_infra::db::Shared::new(app.pool.clone(), 1), new)
+        .await
+        .unwrap()
+    {
         Submitted::Created(job, _) | Submitted::Existing(job) => job.id,
     }
 }

@@ -48,7 +48,10 @@ async fn submit_create(
         request_id: format!("test-{code}"),
         idempotency_key: None,
     };
-    match jobs::submit(&app.pool, new).await.unwrap() {
+    match jobs::submit(&ehealth_infra::db::Shared::new(app.pool.clone(), 1), new)
+        .await
+        .unwrap()
+    {
         Submitted::Created(job, _) | Submitted::Existing(job) => job.id,
     }
 }

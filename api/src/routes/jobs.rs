@@ -9,11 +9,10 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use ehealth_infra::{
-    jobs::{self, JobStatus, JobView},
-    StoreError,
-};
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use ehealth_infra::jobs::{self, JobStatus, JobView, Link};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -105,8 +104,8 @@ async fn read(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let principal = caller.authorize_active(SCOPE)?;
-    let client = state.pool.get().await.map_err(StoreError::from)?;
-    let job = jobs::view(&client, id)
+    let client = state.shared.get().await?;
+    let job = jobs::view(&*client, id)
         .await?
         .filter(|job| job.owner_legal_entity_id == principal.legal_entity_id)
         .ok_or_else(|| ApiError::not_found("Job not found"))?;
@@ -137,45 +136,165 @@ async fn read(
     Ok(response)
 }
 
+/// A job as the poll shows it; the fields in the order `json!` gave them (sorted), each shown only in the
+/// statuses that have it.
+#[derive(Serialize)]
+struct Shown<'a> {
+    /// Failed: the eHealth error object (`null` if none was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Option<&'a RawValue>>,
+    eta: DateTime<Utc>,
+    /// Pending: the job itself; processed with a resource: the resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<&'a [Link]>,
+    /// Processed without a resource: the command's answer (`null` if none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_data: Option<Option<&'a RawValue>>,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<i32>,
+}
+
 /// The job's representation, by status.
 pub fn render(job: &JobView) -> Response {
-    let status_code = job.status_code.unwrap_or(500);
+    let shown = Shown {
+        error: None,
+        eta: job.eta,
+        links: None,
+        response_data: None,
+        status: job.status.as_str(),
+        status_code: Some(job.status_code.unwrap_or(500)),
+    };
+    let response = job.response.as_deref();
     match job.status {
-        JobStatus::Pending => envelope::object(
-            StatusCode::OK,
-            json!({
-                "status": "pending",
-                "eta": job.eta,
-                "links": [{ "entity": "job", "href": job_href(job.id) }],
-            }),
-        ),
+        JobStatus::Pending => {
+            let own = [Link {
+                entity: "job".to_owned(),
+                href: job_href(job.id),
+            }];
+            let shown = Shown {
+                links: Some(&own),
+                status_code: None,
+                ..shown
+            };
+            envelope::object(StatusCode::OK, shown)
+        }
         JobStatus::Processed if !job.links.is_empty() => {
-            let mut response = envelope::object(
-                StatusCode::SEE_OTHER,
-                json!({ "status": "processed", "status_code": status_code, "eta": job.eta, "links": job.links }),
-            );
+            let shown = Shown {
+                links: Some(&job.links),
+                ..shown
+            };
+            let mut answer = envelope::object(StatusCode::SEE_OTHER, shown);
             if let Ok(location) = HeaderValue::from_str(&job.links[0].href) {
-                response.headers_mut().insert(header::LOCATION, location);
+                answer.headers_mut().insert(header::LOCATION, location);
             }
-            response
+            answer
         }
         JobStatus::Processed => envelope::object(
             StatusCode::OK,
-            json!({
-                "status": "processed",
-                "status_code": status_code,
-                "eta": job.eta,
-                "response_data": job.response.clone().unwrap_or(Value::Null),
-            }),
+            Shown {
+                response_data: Some(response),
+                ..shown
+            },
         ),
         JobStatus::Failed | JobStatus::FailedWithError => envelope::object(
             StatusCode::OK,
-            json!({
-                "status": job.status.as_str(),
-                "status_code": status_code,
-                "eta": job.eta,
-                "error": job.response.clone().unwrap_or(Value::Null),
-            }),
+            Shown {
+                error: Some(response),
+                ..shown
+            },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::Utc;
+    use ehealth_infra::jobs::{JobStatus, JobView, Link};
+    use serde_json::{json, value::to_raw_value, Value};
+    use uuid::Uuid;
+
+    use super::render;
+
+    /// The typed body is what the tree of `Value`s it replaced gave, byte for byte: the same data, and keys
+    /// in the order a `Value` (a sorted map) serializes them.
+    #[tokio::test]
+    async fn every_status_renders_the_shape_and_bytes_of_the_value_tree() {
+        let id = Uuid::new_v4();
+        let eta = Utc::now();
+        let resource = Link {
+            entity: "service_request".to_owned(),
+            href: format!("/api/service_requests/{id}"),
+        };
+        let error = json!({ "type": "not_found", "message": "Service request not found" });
+        let cases = [
+            (
+                JobStatus::Pending,
+                None,
+                vec![],
+                None,
+                json!({ "status": "pending", "eta": eta, "links": [{ "entity": "job", "href": super::job_href(id) }] }),
+            ),
+            (
+                JobStatus::Processed,
+                Some(201),
+                vec![resource.clone()],
+                Some(json!({ "id": id })),
+                json!({ "status": "processed", "status_code": 201, "eta": eta, "links": [resource] }),
+            ),
+            (
+                JobStatus::Processed,
+                Some(200),
+                vec![],
+                Some(json!({ "n": [1, "two"] })),
+                json!({ "status": "processed", "status_code": 200, "eta": eta, "response_data": { "n": [1, "two"] } }),
+            ),
+            (
+                JobStatus::Processed,
+                None,
+                vec![],
+                None,
+                json!({ "status": "processed", "status_code": 500, "eta": eta, "response_data": null }),
+            ),
+            (
+                JobStatus::Failed,
+                Some(404),
+                vec![],
+                Some(error.clone()),
+                json!({ "status": "failed", "status_code": 404, "eta": eta, "error": error }),
+            ),
+            (
+                JobStatus::FailedWithError,
+                Some(500),
+                vec![],
+                None,
+                json!({ "status": "failed_with_error", "status_code": 500, "eta": eta, "error": null }),
+            ),
+        ];
+        for (status, status_code, links, response, expected) in cases {
+            let view = JobView {
+                id,
+                status,
+                status_code,
+                response: response.map(|r| to_raw_value(&r).unwrap()),
+                links,
+                eta,
+                updated_at: eta,
+                owner_legal_entity_id: Uuid::new_v4(),
+            };
+            let body = axum::body::to_bytes(render(&view).into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let value: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(value["data"], expected, "{status:?}");
+            assert_eq!(value["meta"]["type"], "object");
+            assert_eq!(
+                serde_json::to_vec(&value).unwrap(),
+                body,
+                "{status:?}: key order"
+            );
+        }
     }
 }
