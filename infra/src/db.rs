@@ -142,7 +142,12 @@ impl Shared {
         if let Some(client) = slot.open() {
             return Ok(client);
         }
-        let _connecting = slot.connecting.lock().await;
+        let Ok(_connecting) = slot.connecting.try_lock() else {
+            // Another caller is opening this slot's connection (which may take up to the connect timeout while
+            // the database does not answer): rather than queue behind it, this one takes a pooled connection
+            // of its own, so no request waits longer than it would without sharing.
+            return Ok(Arc::new(self.pool.get().await?));
+        };
         if let Some(client) = slot.open() {
             return Ok(client);
         }

@@ -108,3 +108,33 @@ async fn without_shared_connections_every_caller_has_a_connection_of_its_own() {
         .unwrap());
     assert_ne!(a, b, "two connections held at once are two backends");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_do_not_queue_behind_a_connection_being_opened_to_a_database_that_does_not_answer()
+{
+    // A "database" that accepts connections and never answers: every connection attempt takes the pool's
+    // whole create timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let url = format!("postgres://nobody@127.0.0.1:{port}/nothing");
+    let pool = ehealth_infra::db::pool(&url, 16).unwrap();
+    let shared = Shared::new(pool, 1);
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..8).map(|_| shared.get())).await;
+    let took = started.elapsed();
+    held.abort();
+    assert!(answers.iter().all(Result::is_err), "nobody answered");
+    // Each attempt is bounded by the create timeout (2 s); queued one behind another on the slot, the eighth
+    // would have waited eight of them.
+    let one = ehealth_infra::db::CONNECT_TIMEOUT;
+    assert!(
+        took < one * 3,
+        "8 callers took {took:?}: they queued behind one connection attempt"
+    );
+}
