@@ -44,23 +44,19 @@ pub const MAX_CONFLICT_RETRIES: usize = 5;
 /// dispatch on a job's stream type goes through it, so a new aggregate is added here once.
 macro_rules! with_handled {
     ($stream_type:expr, |$a:ident| $body:expr, $other:pat => $fallback:expr) => {
+        with_handled!(@each $stream_type, $a, $body, $other, $fallback, [
+            ServiceRequestAggregate,
+            AnalysisFilesAggregate,
+            PatientAttachmentAggregate,
+            ContractRequestAggregate,
+        ])
+    };
+    (@each $stream_type:expr, $a:ident, $body:expr, $other:pat, $fallback:expr, [$($aggregate:ident),+ $(,)?]) => {
         match $stream_type {
-            ServiceRequestAggregate::STREAM_TYPE => {
-                type $a = ServiceRequestAggregate;
+            $($aggregate::STREAM_TYPE => {
+                type $a = $aggregate;
                 $body
-            }
-            AnalysisFilesAggregate::STREAM_TYPE => {
-                type $a = AnalysisFilesAggregate;
-                $body
-            }
-            PatientAttachmentAggregate::STREAM_TYPE => {
-                type $a = PatientAttachmentAggregate;
-                $body
-            }
-            ContractRequestAggregate::STREAM_TYPE => {
-                type $a = ContractRequestAggregate;
-                $body
-            }
+            })+
             $other => $fallback,
         }
     };

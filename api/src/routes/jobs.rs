@@ -219,7 +219,8 @@ mod tests {
     use super::render;
 
     /// The typed body is what the tree of `Value`s it replaced gave, byte for byte: the same data, and keys
-    /// in the order a `Value` (a sorted map) serializes them.
+    /// in the order a `Value` (a sorted map) serializes them. (A stored outcome is passed on as PostgreSQL
+    /// returns it, so inside `response_data`/`error` the keys come in `jsonb`'s order; here they are sorted.)
     #[tokio::test]
     async fn every_status_renders_the_shape_and_bytes_of_the_value_tree() {
         let id = Uuid::new_v4();
