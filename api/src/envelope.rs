@@ -19,8 +19,7 @@ pub const DEFAULT_PAGE_SIZE: i64 = 50;
 
 /// The `meta` object of a response with `status`.
 pub fn meta(status: StatusCode, kind: &str) -> Value {
-    let ctx = context::current();
-    json!({ "code": status.as_u16(), "url": ctx.url, "type": kind, "request_id": ctx.request_id })
+    context::with_current(|ctx| json!(Meta::new(status, kind, ctx)))
 }
 
 /// The envelope of one object, serialized straight into the body (no tree of `Value`s built first). The
@@ -31,7 +30,7 @@ struct Envelope<'a, T> {
     meta: Meta<'a>,
 }
 
-/// [`meta`]'s object, typed.
+/// The `meta` object: `code`, `request_id`, `type` and `url` of the request being served.
 #[derive(Serialize)]
 struct Meta<'a> {
     code: u16,
@@ -41,15 +40,21 @@ struct Meta<'a> {
     url: &'a str,
 }
 
+impl<'a> Meta<'a> {
+    fn new(status: StatusCode, kind: &'a str, ctx: &'a context::RequestContext) -> Self {
+        Meta {
+            code: status.as_u16(),
+            request_id: &ctx.request_id,
+            kind,
+            url: &ctx.url,
+        }
+    }
+}
+
 /// A response whose `data` is one object.
 pub fn object(status: StatusCode, data: impl Serialize) -> Response {
     context::with_current(|ctx| {
-        let meta = Meta {
-            code: status.as_u16(),
-            request_id: &ctx.request_id,
-            kind: "object",
-            url: &ctx.url,
-        };
+        let meta = Meta::new(status, "object", ctx);
         (status, Json(Envelope { data, meta })).into_response()
     })
 }
